@@ -1,0 +1,93 @@
+"""Self-describing checkpoints: plain dicts of configs, tensors and metrics (no pickled classes),
+written atomically and loaded with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .features import StftConfig
+from .model import MaskNet, ModelConfig
+
+FORMAT = "speechmask-checkpoint"
+# Bump when the checkpoint layout changes incompatibly; load() refuses other versions.
+VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A model file cannot be used. ``str(err)`` is one line naming the file."""
+
+
+def default_model_path() -> Path:
+    """The shipped pretrained model (package data, so it works from a wheel too)."""
+    return Path(str(resources.files("speechmask") / "pretrained" / "default" / "model.pt"))
+
+
+def save(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Atomically write ``payload`` (plus format/version) to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def model_payload(model: MaskNet, stft_cfg: StftConfig, **extra: Any) -> dict[str, Any]:
+    """What an inference checkpoint holds: configs, weights (incl. normalisation), extras."""
+    return {
+        "model_config": asdict(model.cfg),
+        "stft_config": asdict(stft_cfg),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **extra,
+    }
+
+
+def load_raw(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and validate a checkpoint dict, or raise :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such model file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt files
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path}: not a readable speechmask model ({first[:120]}); re-download or retrain it"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a speechmask checkpoint")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint version {payload.get('version')} is not supported by this "
+            f"speechmask (expects {VERSION}); retrain or use a matching speechmask release"
+        )
+    return payload
+
+
+def load_model(path: str | os.PathLike | None = None) -> tuple[MaskNet, StftConfig, dict]:
+    """Model (in eval mode), its STFT config and the whole checkpoint dict."""
+    path = Path(path) if path is not None else default_model_path()
+    payload = load_raw(path)
+    try:
+        model = MaskNet(ModelConfig(**payload["model_config"]))
+        model.load_state_dict(payload["state_dict"])
+        stft_cfg = StftConfig(**payload["stft_config"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0][:120]
+        raise CheckpointError(f"{path}: model does not match this speechmask ({first})") from None
+    model.eval()
+    return model, stft_cfg, payload

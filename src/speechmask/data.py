@@ -1,0 +1,495 @@
+"""The bundled corpus, the mixture builder, the training Dataset and the fixed evaluation sets.
+
+Everything is deterministic from a seed: the same (seed, epoch, index) always gives the same
+mixture, so training runs and evaluation sets can be reproduced bit for bit.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import MODEL_RATE, AudioError, load_mono, write_audio
+from .features import StftConfig, stft
+from .masks import ideal_mask
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+# Input SNRs of every fixed evaluation set, in dB: from hard (-5) to easy (10).
+EVAL_SNRS_DB = (-5.0, 0.0, 5.0, 10.0)
+# Seed of the fixed evaluation sets; changing it changes every published figure.
+EVAL_SEED = 20261125
+
+
+class DataError(Exception):
+    """A dataset or corpus cannot be used. ``str(err)`` is one line saying what to do."""
+
+
+def default_corpus_dir() -> Path:
+    """Where the bundled corpus lives: ``$SPEECHMASK_CORPUS``, else ``data/corpus`` of the
+    source checkout this package was installed from, else ``./data/corpus``."""
+    env = os.environ.get("SPEECHMASK_CORPUS")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[2] / "data" / "corpus"
+    return repo if repo.is_dir() else Path("data/corpus")
+
+
+def noise_type_of(path: Path) -> str:
+    """Noise type from a corpus file name: ESC-10 ``sea_waves_1-123-A`` -> ``sea_waves``;
+    Blanket / Speech Commands files are named after their type (``coffee-shop``)."""
+    stem = path.stem
+    if "-" in stem and stem.split("_")[-1][:1].isdigit():
+        return stem.rsplit("_", 1)[0]
+    return stem
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    """One file of the corpus manifest."""
+
+    path: Path  # absolute path of the FLAC file
+    split: str  # train | valid | test
+    kind: str  # speech | noise
+    label: str  # speaker (speech) or noise type (noise)
+    source: str  # vcc2016 | esc10 | blanket | speechcommands
+    seconds: float  # duration from the manifest
+
+
+class Corpus:
+    """The clean-speech + noise corpus described by ``manifest.csv`` in ``root``."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else default_corpus_dir()
+        manifest = self.root / "manifest.csv"
+        if not manifest.is_file():
+            raise DataError(
+                f"{self.root}: no corpus here (manifest.csv missing); pass --corpus DIR pointing "
+                "at a folder with manifest.csv, speech/ and noise/"
+            )
+        with open(manifest, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        self.files: list[CorpusFile] = []
+        for row in rows:
+            path = self.root / row["path"]
+            label = path.parent.name if row["kind"] == "speech" else noise_type_of(path)
+            self.files.append(
+                CorpusFile(path, row["split"], row["kind"], label, row["source"],
+                           float(row["seconds"]))
+            )
+        if not self.files:
+            raise DataError(f"{manifest}: manifest lists no files")
+
+    def select(self, split: str, kind: str) -> list[CorpusFile]:
+        """Files of one split (train/valid/test) and kind (speech/noise)."""
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        chosen = [f for f in self.files if f.split == split and f.kind == kind]
+        if not chosen:
+            raise DataError(f"{self.root}: corpus has no {kind} files in split {split!r}")
+        return chosen
+
+    def stats(self) -> list[dict]:
+        """Per split and kind: files, hours, and distinct speakers / noise types."""
+        out = []
+        for split in SPLITS:
+            for kind in ("speech", "noise"):
+                files = [f for f in self.files if f.split == split and f.kind == kind]
+                out.append({
+                    "split": split,
+                    "kind": kind,
+                    "files": len(files),
+                    "hours": sum(f.seconds for f in files) / 3600,
+                    "labels": len({f.label for f in files}),
+                })
+        return out
+
+
+def load_files(files: Sequence[CorpusFile | Path]) -> list[np.ndarray]:
+    """Read files as mono 16 kHz float32 arrays (the corpus fits in memory: ~450 MB float32)."""
+    return [load_mono(f.path if isinstance(f, CorpusFile) else f) for f in files]
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixing
+
+
+def loop_to_length(noise: np.ndarray, length: int, offset: int) -> np.ndarray:
+    """``length`` samples of ``noise`` starting at ``offset``, looping when it is shorter."""
+    if len(noise) == 0:
+        raise ValueError("noise has 0 samples")
+    idx = (offset + np.arange(length)) % len(noise)
+    return noise[idx]
+
+
+def scale_to_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """Noise scaled so that ``10*log10(sum(speech**2) / sum(noise**2)) == snr_db``."""
+    ps = float(np.sum(speech.astype(np.float64) ** 2))
+    pn = float(np.sum(noise.astype(np.float64) ** 2))
+    if pn <= 0:
+        return noise.astype(np.float32)
+    return (noise * np.sqrt(ps / (pn * 10.0 ** (snr_db / 10.0)))).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """noisy = clean + noise, all ``[samples]`` float32 at 16 kHz."""
+
+    clean: np.ndarray
+    noise: np.ndarray
+
+    @cached_property
+    def noisy(self) -> np.ndarray:
+        return self.clean + self.noise
+
+
+def mix(
+    speech: np.ndarray,
+    noise: np.ndarray,
+    snr_db: float,
+    rng: np.random.Generator,
+    gain_db: float = 0.0,
+    peak_limit: float = 0.99,
+) -> Mixture:
+    """Speech + noise at ``snr_db`` (over the whole speech), noise from a random offset and looped
+    if shorter, an overall gain of ``gain_db``, then scaled down if needed so nothing clips."""
+    noise_seg = loop_to_length(noise, len(speech), int(rng.integers(0, len(noise))))
+    noise_seg = scale_to_snr(speech, noise_seg, snr_db)
+    gain = 10.0 ** (gain_db / 20.0)
+    clean, noise_seg = speech * gain, noise_seg * gain
+    peak = float(np.max(np.abs(clean + noise_seg)))
+    if peak > peak_limit:
+        clean, noise_seg = clean * (peak_limit / peak), noise_seg * (peak_limit / peak)
+    return Mixture(clean.astype(np.float32), noise_seg.astype(np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# Augmentation
+
+
+def random_eq(x: np.ndarray, rng: np.random.Generator, max_db: float) -> np.ndarray:
+    """Random smooth spectral tilt/EQ: a gain curve through 6 random points in +-max_db dB,
+    spaced on a log-frequency axis, applied in the FFT domain (zero phase)."""
+    spec = np.fft.rfft(x)
+    freqs = np.linspace(0, 1, len(spec))
+    knots = np.logspace(-3, 0, 6)
+    gains_db = rng.uniform(-max_db, max_db, size=len(knots))
+    curve = 10.0 ** (np.interp(freqs, knots, gains_db) / 20.0)
+    return np.fft.irfft(spec * curve, n=len(x)).astype(np.float32)
+
+
+def colored_noise(length: int, rng: np.random.Generator, exponent: float) -> np.ndarray:
+    """Stationary noise with power spectrum ~ 1/f^exponent (0 white, 1 pink, 2 brown,
+    negative = blue/violet). Unit RMS."""
+    spec = rng.standard_normal(length // 2 + 1) + 1j * rng.standard_normal(length // 2 + 1)
+    f = np.arange(len(spec), dtype=np.float64)
+    f[0] = 1.0
+    out = np.fft.irfft(spec / f ** (exponent / 2.0), n=length)
+    return (out / (np.sqrt(np.mean(out**2)) + 1e-12)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """On-the-fly augmentation of training mixtures (probabilities are per example)."""
+
+    # Probability of replacing the corpus noise by babble: 3-6 other training utterances summed.
+    # Babble is the noise speech-trained masks find hardest; the corpus has none.
+    babble: float = 0.1
+    # Probability of replacing the noise by stationary coloured noise (1/f^a, a in [-1, 2]):
+    # teaches hum/hiss/fan-like noise the corpus lacks.
+    colored: float = 0.1
+    # Probability of adding a second corpus noise (at -5..+5 dB relative) on top of the first.
+    second_noise: float = 0.2
+    # Probability of a random EQ on speech and, independently, on noise (mic/room colouring).
+    eq: float = 0.3
+    # Largest EQ gain of a random EQ knot, dB. 6 dB moves timbre without making it unnatural.
+    eq_max_db: float = 6.0
+
+    @classmethod
+    def off(cls) -> AugmentConfig:
+        return cls(babble=0.0, colored=0.0, second_noise=0.0, eq=0.0)
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """How training mixtures are drawn."""
+
+    # Crop length in seconds; 3 s = 187 frames, long enough for the RNN to see speech onsets
+    # and pauses, short enough for batches of 32 on CPU.
+    crop_seconds: float = 3.0
+    # Input SNR range in dB, uniform; [-5, 15] spans the eval SNRs (-5..10) with margin.
+    snr_low_db: float = -5.0
+    snr_high_db: float = 15.0
+    # Overall gain range in dB, uniform; +-10 dB around the corpus level (peaks near 0 dBFS)
+    # so the model does not rely on absolute level.
+    gain_low_db: float = -20.0
+    gain_high_db: float = 0.0
+    # Mixtures drawn per epoch. 4000 x 3 s = 3.3 h of audio, ~4 min of training on 2 cores.
+    examples_per_epoch: int = 4000
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.crop_seconds <= 0:
+            raise ValueError(f"crop_seconds must be > 0, got {self.crop_seconds}")
+        if self.snr_low_db > self.snr_high_db:
+            raise ValueError(
+                f"SNR range reversed: low {self.snr_low_db} dB > high {self.snr_high_db} dB"
+            )
+        if self.gain_low_db > self.gain_high_db:
+            raise ValueError(
+                f"gain range reversed: low {self.gain_low_db} dB > high {self.gain_high_db} dB"
+            )
+        if self.examples_per_epoch <= 0:
+            raise ValueError(f"examples_per_epoch must be > 0, got {self.examples_per_epoch}")
+
+
+class MixtureDataset(torch.utils.data.Dataset):
+    """Fixed-length random crops of speech + noise, mixed on the fly (no cache on disk).
+
+    Item ``i`` of epoch ``e`` is a deterministic function of ``(seed, e, i)``. Each item is a dict:
+    ``noisy, clean, noise: [N]`` waveforms, ``mag: [T, F]`` noisy magnitude and
+    ``mask: [T, F]`` the ideal ``target`` mask (``"ibm"`` or ``"irm"``).
+    """
+
+    def __init__(
+        self,
+        speech: Sequence[np.ndarray],
+        noise: Sequence[np.ndarray],
+        cfg: MixConfig = MixConfig(),
+        target: str = "irm",
+        seed: int = 0,
+        stft_cfg: StftConfig = StftConfig(),
+    ):
+        if not speech:
+            raise DataError("no speech files to train on")
+        if not noise:
+            raise DataError("no noise files to train on")
+        self.speech, self.noise = list(speech), list(noise)
+        self.cfg, self.target, self.seed, self.stft_cfg = cfg, target, seed, stft_cfg
+        self.length = int(round(cfg.crop_seconds * stft_cfg.sample_rate))
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.cfg.examples_per_epoch
+
+    def _noise(self, rng: np.random.Generator, length: int, skip: int) -> np.ndarray:
+        aug = self.cfg.augment
+        u = rng.random()
+        if u < aug.babble:
+            talkers = rng.choice(len(self.speech), size=int(rng.integers(3, 7)), replace=False)
+            out = np.zeros(length, np.float32)
+            for k in talkers:
+                if k == skip:
+                    continue
+                utt = self.speech[k]
+                out += loop_to_length(utt, length, int(rng.integers(0, len(utt)))) / (
+                    np.sqrt(np.mean(utt**2)) + 1e-8
+                )
+            return out
+        if u < aug.babble + aug.colored:
+            return colored_noise(length, rng, float(rng.uniform(-1.0, 2.0)))
+        base = self.noise[int(rng.integers(len(self.noise)))]
+        out = loop_to_length(base, length, int(rng.integers(0, len(base))))
+        if rng.random() < aug.second_noise:
+            other = self.noise[int(rng.integers(len(self.noise)))]
+            other = loop_to_length(other, length, int(rng.integers(0, len(other))))
+            out = out + scale_to_snr(out, other, float(rng.uniform(-5, 5)))
+        return out
+
+    def draw(self, index: int) -> Mixture:
+        """The mixture of item ``index`` in the current epoch, as waveforms."""
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        cfg = self.cfg
+        k = int(rng.integers(len(self.speech)))
+        utt = self.speech[k]
+        n = self.length
+        if len(utt) >= n:
+            start = int(rng.integers(0, len(utt) - n + 1))
+            seg, pos = utt[start : start + n], 0
+        else:
+            seg, pos = utt, int(rng.integers(0, n - len(utt) + 1))
+        if rng.random() < cfg.augment.eq:
+            seg = random_eq(seg, rng, cfg.augment.eq_max_db)
+        noise = self._noise(rng, n, skip=k)
+        if rng.random() < cfg.augment.eq:
+            noise = random_eq(noise, rng, cfg.augment.eq_max_db)
+        snr = float(rng.uniform(cfg.snr_low_db, cfg.snr_high_db))
+        # SNR is set over the speech itself, not over the zero padding around a short utterance.
+        noise = scale_to_snr(seg, noise, snr + 10 * np.log10(n / len(seg)))
+        clean = np.zeros(n, np.float32)
+        clean[pos : pos + len(seg)] = seg
+        gain = 10.0 ** (float(rng.uniform(cfg.gain_low_db, cfg.gain_high_db)) / 20.0)
+        clean, noise = clean * gain, noise * gain
+        peak = float(np.max(np.abs(clean + noise)))
+        if peak > 0.99:
+            clean, noise = clean * (0.99 / peak), noise * (0.99 / peak)
+        return Mixture(clean.astype(np.float32), noise.astype(np.float32))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        m = self.draw(index)
+        clean, noise = torch.from_numpy(m.clean), torch.from_numpy(m.noise)
+        noisy = clean + noise
+        mask = ideal_mask(
+            self.target, stft(clean, self.stft_cfg).abs(), stft(noise, self.stft_cfg).abs()
+        )
+        return {
+            "noisy": noisy,
+            "clean": clean,
+            "noise": noise,
+            "mag": stft(noisy, self.stft_cfg).abs(),
+            "mask": mask,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixed evaluation sets
+
+
+@dataclass(frozen=True)
+class EvalPair:
+    """One fixed evaluation mixture. Waveforms are ``[samples]`` float32 at 16 kHz."""
+
+    id: str
+    clean: np.ndarray
+    noisy: np.ndarray
+    input_snr_db: float
+    noise_type: str
+    speaker: str
+    speech_file: str
+    noise_file: str
+
+
+def eval_pairs(
+    corpus: Corpus,
+    split: str,
+    count: int | None = None,
+    snrs_db: Sequence[float] = EVAL_SNRS_DB,
+    seed: int = EVAL_SEED,
+) -> list[EvalPair]:
+    """The deterministic evaluation set of a split: every utterance at every SNR in ``snrs_db``,
+    each with its own noise file and offset. ``count`` keeps the first ``count`` pairs of a
+    seeded shuffle of utterances (all SNRs of an utterance stay together)."""
+    speech = corpus.select(split, "speech")
+    noise_files = corpus.select(split, "noise")
+    order = np.random.default_rng([seed, SPLITS.index(split)]).permutation(len(speech))
+    n_pairs = len(speech) * len(snrs_db) if count is None else min(count, len(speech) * len(snrs_db))
+    if n_pairs <= 0:
+        raise DataError(f"--count must be >= 1, got {count}")
+    noise_cache: dict[int, np.ndarray] = {}
+    pairs: list[EvalPair] = []
+    for rank, u in enumerate(order):
+        if len(pairs) >= n_pairs:
+            break
+        utt_file = speech[int(u)]
+        utt = load_mono(utt_file.path)
+        for j, snr in enumerate(snrs_db):
+            if len(pairs) >= n_pairs:
+                break
+            rng = np.random.default_rng([seed, SPLITS.index(split), int(u), j])
+            k = int(rng.integers(len(noise_files)))
+            if k not in noise_cache:
+                noise_cache[k] = load_mono(noise_files[k].path)
+            m = mix(utt, noise_cache[k], float(snr), rng)
+            spk = utt_file.label
+            pairs.append(EvalPair(
+                id=f"{split}_{rank:04d}_{spk}_{utt_file.path.stem}_snr{int(snr):+d}",
+                clean=m.clean,
+                noisy=m.noisy,
+                input_snr_db=float(snr),
+                noise_type=noise_files[k].label,
+                speaker=spk,
+                speech_file=str(utt_file.path.relative_to(corpus.root)),
+                noise_file=str(noise_files[k].path.relative_to(corpus.root)),
+            ))
+    return pairs
+
+
+PAIRS_COLUMNS = ("id", "noisy", "clean", "input_snr_db", "noise_type", "speaker",
+                 "speech_file", "noise_file")
+
+
+def write_pairs(pairs: Sequence[EvalPair], out_dir: str | os.PathLike) -> Path:
+    """Write ``noisy/ID.flac``, ``clean/ID.flac`` and ``pairs.csv`` (paths relative to it)."""
+    out_dir = Path(out_dir)
+    rows = []
+    for p in pairs:
+        noisy = write_audio(out_dir / "noisy" / f"{p.id}.flac", p.noisy, MODEL_RATE)
+        clean = write_audio(out_dir / "clean" / f"{p.id}.flac", p.clean, MODEL_RATE)
+        rows.append({
+            "id": p.id,
+            "noisy": str(noisy.relative_to(out_dir)),
+            "clean": str(clean.relative_to(out_dir)),
+            "input_snr_db": f"{p.input_snr_db:g}",
+            "noise_type": p.noise_type,
+            "speaker": p.speaker,
+            "speech_file": p.speech_file,
+            "noise_file": p.noise_file,
+        })
+    csv_path = out_dir / "pairs.csv"
+    tmp = csv_path.with_suffix(".csv.part")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=PAIRS_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, csv_path)
+    return csv_path
+
+
+@dataclass(frozen=True)
+class PairRow:
+    """One row of a ``pairs.csv`` with resolved paths."""
+
+    id: str
+    noisy: Path
+    clean: Path
+    input_snr_db: float
+    noise_type: str
+    speaker: str
+
+
+def read_pairs(csv_path: str | os.PathLike) -> list[PairRow]:
+    """Read a ``pairs.csv`` written by :func:`write_pairs` (or by hand, same columns)."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: no such file; make one with `speechmask data testset`")
+    try:
+        with open(csv_path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{csv_path}: cannot read as CSV ({err})") from None
+    need = {"id", "noisy", "clean"}
+    if not rows or not need <= set(rows[0]):
+        raise DataError(f"{csv_path}: needs a header with at least columns id,noisy,clean and "
+                        "one row per pair")
+    base = csv_path.parent
+    out = []
+    for row in rows:
+        try:
+            snr = float(row.get("input_snr_db") or "nan")
+        except ValueError:
+            snr = float("nan")
+        out.append(PairRow(row["id"], base / row["noisy"], base / row["clean"], snr,
+                           row.get("noise_type", ""), row.get("speaker", "")))
+    return out
+
+
+def load_pair(row: PairRow) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, noisy) mono 16 kHz of one row, trimmed to the same length."""
+    clean, noisy = load_mono(row.clean), load_mono(row.noisy)
+    if abs(len(clean) - len(noisy)) > MODEL_RATE // 100:
+        raise AudioError(row.noisy, f"length {len(noisy)} differs from its clean file "
+                                    f"{row.clean.name} ({len(clean)} samples)")
+    n = min(len(clean), len(noisy))
+    return clean[:n], noisy[:n]

@@ -1,0 +1,126 @@
+"""The causal mask-estimating RNN.
+
+``MaskNet(mag, state) -> (mask, state)``: compressed, normalised magnitude -> stacked LSTM/GRU ->
+dropout -> dense -> sigmoid. Everything is causal (unidirectional RNN, no look-ahead), and the
+recurrent state is an explicit tuple of tensors, so running the model frame by frame while
+carrying the state gives exactly the same masks as running it on the whole signal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .features import FeatureConfig, compress
+
+# State of the recurrent stack: (h, c) for LSTM, (h,) for GRU, each [layers, B, hidden].
+State = tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of :class:`MaskNet`. Stored in every checkpoint."""
+
+    # Recurrent cell: "lstm" (the seed's) or "gru" (3 gates instead of 4: 25 % fewer MACs).
+    cell: str = "lstm"
+    # Hidden units per recurrent layer; 384 ~ 2.2 M parameters with 2 layers on 257 bins.
+    hidden: int = 384
+    # Recurrent layers; 2 as in the seed.
+    layers: int = 2
+    # Dropout between recurrent layers and before the dense layer (training only), in [0, 1).
+    dropout: float = 0.2
+    # Frequency bins F = n_fft/2 + 1; 257 for n_fft 512.
+    n_freqs: int = 257
+    # Magnitude compression before normalisation: "log" or "power" (see features.py).
+    compression: str = "log"
+    # Exponent of "power" compression.
+    power: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.cell not in ("lstm", "gru"):
+            raise ValueError(f"cell must be 'lstm' or 'gru', got {self.cell!r}")
+        if self.hidden < 1 or self.layers < 1 or self.n_freqs < 2:
+            raise ValueError(
+                f"hidden, layers must be >= 1 and n_freqs >= 2, got hidden={self.hidden}, "
+                f"layers={self.layers}, n_freqs={self.n_freqs}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        FeatureConfig(self.compression, self.power)  # validates compression/power
+
+    @property
+    def features(self) -> FeatureConfig:
+        return FeatureConfig(self.compression, self.power)
+
+
+class MaskNet(nn.Module):
+    """Causal RNN mask estimator.
+
+    ``forward(mag: [B, T, F], state) -> (mask: [B, T, F] in [0, 1], state)``.
+    """
+
+    def __init__(self, cfg: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.cfg = cfg
+        rnn_cls = nn.LSTM if cfg.cell == "lstm" else nn.GRU
+        self.rnn = rnn_cls(
+            cfg.n_freqs,
+            cfg.hidden,
+            num_layers=cfg.layers,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.dense = nn.Linear(cfg.hidden, cfg.n_freqs)
+        # Per-bin statistics of the compressed noisy magnitude, set from training data by
+        # set_normalization() and saved in the checkpoint so every path normalises alike.
+        self.register_buffer("feat_mean", torch.zeros(cfg.n_freqs))
+        self.register_buffer("feat_std", torch.ones(cfg.n_freqs))
+
+    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.feat_mean.copy_(mean)
+        self.feat_std.copy_(std.clamp_min(1e-3))
+
+    def features(self, mag: torch.Tensor) -> torch.Tensor:
+        """Normalised compressed magnitude, ``[B, T, F]``."""
+        return (compress(mag, self.cfg.features) - self.feat_mean) / self.feat_std
+
+    def initial_state(self, batch: int, device: torch.device | None = None) -> State:
+        """All-zero recurrent state for ``batch`` streams."""
+        shape = (self.cfg.layers, batch, self.cfg.hidden)
+        n = 2 if self.cfg.cell == "lstm" else 1
+        return tuple(torch.zeros(shape, device=device) for _ in range(n))
+
+    def forward(
+        self, mag: torch.Tensor, state: State | None = None
+    ) -> tuple[torch.Tensor, State]:
+        if state is None:
+            state = self.initial_state(mag.shape[0], mag.device)
+        rnn_state = state if self.cfg.cell == "lstm" else state[0]
+        out, new_state = self.rnn(self.features(mag), rnn_state)
+        mask = torch.sigmoid(self.dense(self.dropout(out)))
+        new_state = tuple(new_state) if self.cfg.cell == "lstm" else (new_state,)
+        return mask, new_state
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def macs_per_frame(self) -> int:
+        """Multiply-accumulates per frame (matrix products only; activations ignored)."""
+        gates = 4 if self.cfg.cell == "lstm" else 3
+        h, f = self.cfg.hidden, self.cfg.n_freqs
+        rnn = sum(gates * h * ((f if i == 0 else h) + h) for i in range(self.cfg.layers))
+        return rnn + h * f
+
+
+def describe(model: MaskNet, frames_per_second: float) -> dict:
+    """Size and cost figures for reports."""
+    macs = model.macs_per_frame()
+    return {
+        **asdict(model.cfg),
+        "parameters": model.parameter_count(),
+        "macs_per_frame": macs,
+        "mmacs_per_second": macs * frames_per_second / 1e6,
+    }
