@@ -51,7 +51,9 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise AudioError(path, f"cannot decode audio ({reason}); is it a WAV/FLAC/OGG file?")
+        raise AudioError(
+            path, f"cannot decode audio ({reason}); is it a WAV/FLAC/OGG file?"
+        ) from None
     except OSError as err:
         raise AudioError(path, f"cannot read file ({err.strerror or err})") from None
     if data.shape[0] == 0:
@@ -116,6 +118,8 @@ def write_audio(
         raise AudioError(path, f"cannot write here ({err.strerror or err})") from None
     try:
         with os.fdopen(fd, "wb") as handle:
+            # mkstemp creates the file 0600; give the output the mode a plain open() would.
+            os.fchmod(handle.fileno(), _new_file_mode())
             sf.write(handle, np.clip(audio, -1.0, 1.0).T, rate, format=fmt, subtype=subtype)
             handle.flush()
             os.fsync(handle.fileno())
@@ -128,6 +132,13 @@ def write_audio(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _new_file_mode() -> int:
+    """``0o666`` minus the process umask: the permissions ``open(path, "w")`` would give."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def find_audio_files(folder: str | os.PathLike) -> list[Path]:

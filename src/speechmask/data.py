@@ -327,7 +327,8 @@ class MixtureDataset(torch.utils.data.Dataset):
             noise = random_eq(noise, rng, cfg.augment.eq_max_db)
         snr = float(rng.uniform(cfg.snr_low_db, cfg.snr_high_db))
         # SNR is set over the speech itself, not over the zero padding around a short utterance.
-        noise = scale_to_snr(seg, noise, snr + 10 * np.log10(n / len(seg)))
+        # (noise spans all n samples, speech only len(seg): lower the whole-crop ratio to match)
+        noise = scale_to_snr(seg, noise, snr - 10 * np.log10(n / len(seg)))
         clean = np.zeros(n, np.float32)
         clean[pos : pos + len(seg)] = seg
         gain = 10.0 ** (float(rng.uniform(cfg.gain_low_db, cfg.gain_high_db)) / 20.0)

@@ -25,8 +25,15 @@ class StftConfig:
     hop: int = 256
 
     def __post_init__(self) -> None:
-        if self.n_fft <= 0 or self.hop <= 0 or self.hop > self.n_fft:
-            raise ValueError(f"need 0 < hop <= n_fft, got n_fft={self.n_fft}, hop={self.hop}")
+        if self.sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+        # Even n_fft and hop <= n_fft / 2: otherwise T != N // hop + 1 (odd n_fft), or the
+        # centred frames do not cover the end of the signal and istft cannot reconstruct it.
+        if self.n_fft <= 0 or self.n_fft % 2 or self.hop <= 0 or self.hop > self.n_fft // 2:
+            raise ValueError(
+                "need an even n_fft > 0 and 0 < hop <= n_fft / 2, "
+                f"got n_fft={self.n_fft}, hop={self.hop}"
+            )
 
     @property
     def n_freqs(self) -> int:

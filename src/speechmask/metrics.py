@@ -35,10 +35,14 @@ def pesq_wb(clean: np.ndarray, estimate: np.ndarray, rate: int = 16_000) -> floa
     from pesq import pesq
     from pesq.cypesq import PesqError
 
+    if rate != 16_000:
+        raise ValueError(f"wide-band PESQ needs 16 kHz audio, got {rate} Hz")
     try:
         return float(pesq(rate, np.asarray(clean, np.float64), np.asarray(estimate, np.float64),
                           "wb"))
-    except PesqError as err:
+    except (PesqError, ValueError) as err:
+        # The pesq package raises a bare ValueError ("cannot convert float NaN to integer")
+        # when it cannot score, e.g. for an all-zero estimate.
         log.debug("PESQ failed: %s", err)
         return float("nan")
 

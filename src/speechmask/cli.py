@@ -1,0 +1,364 @@
+"""The ``speechmask`` command line. The only module that parses arguments.
+
+Every user-facing failure is reported as one line on stderr (``speechmask: error: ...``) with a
+non-zero exit code; tracebacks are shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("speechmask")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+class UserError(Exception):
+    """An error to show as one line, without a traceback."""
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from .audio import AudioError
+    from .checkpoint import CheckpointError
+    from .data import DataError
+
+    return (UserError, AudioError, CheckpointError, DataError, ValueError)
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def cmd_data_testset(args: argparse.Namespace) -> int:
+    from .data import Corpus, eval_pairs, write_pairs
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise UserError(f"{out}: folder exists and is not empty; pass --overwrite or pick "
+                        "another --out")
+    if args.count is not None and args.count < 1:
+        raise UserError(f"--count must be >= 1, got {args.count}")
+    corpus = Corpus(args.corpus)
+    t0 = time.time()
+    pairs = eval_pairs(corpus, args.split, args.count)
+    csv_path = write_pairs(pairs, out)
+    seconds = sum(len(p.clean) for p in pairs) / 16000
+    print(f"wrote {len(pairs)} {args.split} pairs ({seconds / 60:.1f} min of audio, input SNR "
+          f"{sorted({p.input_snr_db for p in pairs})} dB) to {csv_path} in "
+          f"{time.time() - t0:.1f} s")
+    return EXIT_OK
+
+
+def cmd_data_stats(args: argparse.Namespace) -> int:
+    from .data import Corpus
+
+    corpus = Corpus(args.corpus)
+    print(f"corpus: {corpus.root}")
+    print("| split | kind | files | hours | speakers / noise types |")
+    print("|---|---|---:|---:|---:|")
+    for row in corpus.stats():
+        print(f"| {row['split']} | {row['kind']} | {row['files']} | {row['hours']:.3f} | "
+              f"{row['labels']} |")
+    return EXIT_OK
+
+
+def cmd_data_import(args: argparse.Namespace) -> int:
+    from .importers import import_dataset
+
+    summary = import_dataset(
+        Path(args.src), Path(args.out), layout=args.layout,
+        noise_dir=Path(args.noise) if args.noise else None,
+        valid_fraction=args.valid_fraction, seed=args.seed, overwrite=args.overwrite,
+    )
+    print(json.dumps(summary, indent=2))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# train / evaluate
+
+
+def _train_config(args: argparse.Namespace):
+    from .data import AugmentConfig, MixConfig
+    from .model import ModelConfig
+    from .train import TrainConfig
+
+    augment = AugmentConfig() if args.augment else AugmentConfig.off()
+    return TrainConfig(
+        model=ModelConfig(cell=args.cell, hidden=args.hidden, layers=args.layers,
+                          dropout=args.dropout, compression=args.compression),
+        mix=MixConfig(crop_seconds=args.crop_seconds, snr_low_db=args.snr_range[0],
+                      snr_high_db=args.snr_range[1], examples_per_epoch=args.examples_per_epoch,
+                      augment=augment),
+        target=args.target, loss=args.loss, snr_weight=args.snr_weight,
+        batch_size=args.batch_size, epochs=args.epochs, lr=args.lr, patience=args.patience,
+        valid_count=args.valid_count, seed=args.seed, threads=args.threads, device=args.device,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .data import Corpus
+    from .train import train
+
+    out = Path(args.out)
+    if args.resume and not (out / "last.pt").is_file():
+        raise UserError(f"{out / 'last.pt'}: nothing to resume; drop --resume to start fresh")
+    if not args.resume and (out / "last.pt").exists() and not args.overwrite:
+        raise UserError(f"{out}: holds a training run; pass --resume to continue it or "
+                        "--overwrite to start again")
+    cfg = _train_config(args)
+    if args.resume:
+        from .checkpoint import load_raw
+        from .train import config_from_dict
+
+        cfg = config_from_dict(load_raw(out / "last.pt")["train_config"])
+        cfg = type(cfg)(**{**cfg.__dict__, "epochs": max(cfg.epochs, args.epochs)}) \
+            if args.epochs_given else cfg
+    corpus = Corpus(args.corpus)
+    result = train(cfg, out, corpus=corpus, resume=args.resume, progress=not args.quiet)
+    best = result["best"]
+    print(f"trained {result['epochs']} epochs in {result['seconds'] / 60:.1f} min; best valid "
+          f"SNR {best['valid_snr_db']:.2f} dB at epoch {best['epoch']}; model: {out / 'best.pt'}")
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, format_table
+
+    if args.pairs is None and args.set is None:
+        raise UserError("give --pairs DIR/pairs.csv or --set valid|test")
+    report = evaluate(
+        model_path=Path(args.model) if args.model else None,
+        pairs_csv=Path(args.pairs) if args.pairs else None,
+        split=args.set, count=args.count, corpus_dir=args.corpus,
+        systems=tuple(args.systems.split(",")), metrics=tuple(args.metrics.split(",")),
+        jobs=args.jobs, progress=not args.quiet,
+    )
+    print(format_table(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# enhance
+
+
+def _collect_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
+    """(file, path relative to its INPUT root) for every audio file named or under a folder."""
+    from .audio import find_audio_files
+
+    found: list[tuple[Path, Path]] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files = find_audio_files(path)
+            if not files:
+                raise UserError(f"{path}: folder holds no audio files (.wav, .flac, .ogg, ...)")
+            found += [(f, f.relative_to(path)) for f in files]
+        elif path.exists():
+            found.append((path, Path(path.name)))
+        else:
+            raise UserError(f"{path}: no such file or folder")
+    return found
+
+
+def cmd_enhance(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .audio import AudioError
+    from .enhance import Enhancer, enhance_file
+
+    if not 0.0 <= args.strength <= 1.0:
+        raise UserError(f"--strength must be between 0 and 1, got {args.strength}")
+    files = _collect_inputs(args.inputs)
+    out = Path(args.output)
+    single = len(args.inputs) == 1 and not Path(args.inputs[0]).is_dir() and not out.is_dir() \
+        and out.suffix.lower() in (".wav", ".flac")
+    jobs = []
+    for src, rel in files:
+        if single:
+            dst = out
+        else:
+            ext = "." + args.format if args.format else (
+                src.suffix.lower() if src.suffix.lower() in (".wav", ".flac") else ".wav")
+            dst = out / rel.with_suffix(ext)
+        jobs.append((src, dst))
+    inputs = {s.resolve() for s, _ in jobs}
+    for _, dst in jobs:
+        if dst.resolve() in inputs:
+            raise UserError(f"{dst}: output would overwrite an input; choose another -o")
+    enhancer = Enhancer.load(args.model, strength=args.strength)
+    t0 = time.time()
+    done, failed, skipped, seconds = 0, 0, 0, 0.0
+    for src, dst in tqdm(jobs, desc="enhance", unit="file", disable=args.quiet or len(jobs) < 2):
+        if dst.exists() and not args.overwrite:
+            skipped += 1
+            log.warning("%s: exists, skipped (pass --overwrite to replace)", dst)
+            continue
+        try:
+            info = enhance_file(enhancer, src, dst, overwrite=True)
+        except AudioError as err:
+            failed += 1
+            print(f"speechmask: skipped {err}", file=sys.stderr)
+            continue
+        done += 1
+        seconds += info["seconds"]
+        if len(jobs) == 1:
+            print(f"enhanced {src} ({info['seconds']:.1f} s, {info['rate']} Hz, "
+                  f"{info['channels']} ch) -> {dst}")
+    wall = time.time() - t0
+    rtf = wall / seconds if seconds else float("nan")
+    print(f"{done} file(s) enhanced, {skipped} skipped, {failed} failed; "
+          f"{seconds / 3600:.4f} h of audio in {wall:.1f} s (real-time factor {rtf:.4f})")
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="speechmask", description="Speech denoising with a "
+                                "recurrent time-frequency mask network.")
+    p.add_argument("--version", action="version", version=f"speechmask {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    # data
+    data = sub.add_parser("data", help="corpus tools: fixed test sets, statistics, importers")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    ts = dsub.add_parser("testset", help="write a fixed noisy/clean evaluation set")
+    ts.add_argument("--split", choices=("valid", "test"), default="test")
+    ts.add_argument("--out", required=True, help="output folder (pairs.csv, noisy/, clean/)")
+    ts.add_argument("--count", type=int, default=None, help="number of pairs (default: all)")
+    ts.add_argument("--corpus", default=None, help="corpus folder (default: bundled)")
+    ts.add_argument("--overwrite", action="store_true")
+    ts.set_defaults(func=cmd_data_testset)
+    st = dsub.add_parser("stats", help="files, hours, speakers and noise types per split")
+    st.add_argument("--corpus", default=None)
+    st.set_defaults(func=cmd_data_stats)
+    im = dsub.add_parser("import", help="convert your own data into a training dataset folder")
+    im.add_argument("src", help="course layout (trs/trn/trx + vs/vn/vx), clean_*/noisy_* pairs, "
+                    "or clean/ + noise/ folders")
+    im.add_argument("--out", required=True, help="dataset folder to write")
+    im.add_argument("--layout", choices=("auto", "course", "pairs", "mixed"), default="auto")
+    im.add_argument("--noise", default=None, help="noise folder (mixed layout)")
+    im.add_argument("--valid-fraction", type=float, default=0.1)
+    im.add_argument("--seed", type=int, default=0)
+    im.add_argument("--overwrite", action="store_true")
+    im.set_defaults(func=cmd_data_import)
+
+    # train
+    from .data import AugmentConfig, MixConfig  # noqa: F401  (defaults below mirror them)
+    from .model import ModelConfig
+    from .train import LOSSES, TrainConfig
+
+    mdef, tdef, xdef = ModelConfig(), TrainConfig(), MixConfig()
+    tr = sub.add_parser("train", help="train a mask model on the corpus")
+    tr.add_argument("--out", required=True, help="run folder: best.pt, last.pt, log, curve")
+    tr.add_argument("--corpus", default=None)
+    tr.add_argument("--cell", choices=("lstm", "gru"), default=mdef.cell)
+    tr.add_argument("--hidden", type=int, default=mdef.hidden)
+    tr.add_argument("--layers", type=int, default=mdef.layers)
+    tr.add_argument("--dropout", type=float, default=mdef.dropout)
+    tr.add_argument("--compression", choices=("log", "power"), default=mdef.compression)
+    tr.add_argument("--target", choices=("ibm", "irm"), default=tdef.target)
+    tr.add_argument("--loss", choices=LOSSES, default=tdef.loss)
+    tr.add_argument("--snr-weight", type=float, default=tdef.snr_weight)
+    tr.add_argument("--epochs", type=int, default=None,
+                    help=f"epochs (default {tdef.epochs}; with --resume, extends the run)")
+    tr.add_argument("--examples-per-epoch", type=int, default=xdef.examples_per_epoch)
+    tr.add_argument("--crop-seconds", type=float, default=xdef.crop_seconds)
+    tr.add_argument("--snr-range", type=float, nargs=2, default=(xdef.snr_low_db,
+                                                                 xdef.snr_high_db),
+                    metavar=("LOW_DB", "HIGH_DB"))
+    tr.add_argument("--no-augment", dest="augment", action="store_false")
+    tr.add_argument("--batch-size", type=int, default=tdef.batch_size)
+    tr.add_argument("--lr", type=float, default=tdef.lr)
+    tr.add_argument("--patience", type=int, default=tdef.patience)
+    tr.add_argument("--valid-count", type=int, default=None)
+    tr.add_argument("--seed", type=int, default=tdef.seed)
+    tr.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    tr.add_argument("--device", choices=("cpu", "cuda", "auto"), default=tdef.device)
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tr.add_argument("--overwrite", action="store_true", help="start again in a used --out")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="score a model on a fixed evaluation set")
+    ev.add_argument("--model", default=None, help="checkpoint (default: shipped model)")
+    ev.add_argument("--pairs", default=None, help="pairs.csv of a set made by `data testset`")
+    ev.add_argument("--set", choices=("valid", "test"), default=None,
+                    help="build the fixed valid/test set in memory instead of --pairs")
+    ev.add_argument("--count", type=int, default=None, help="first N pairs only")
+    ev.add_argument("--corpus", default=None)
+    ev.add_argument("--systems", default="noisy,oracle_ibm,oracle_irm,model",
+                    help="comma list of noisy, oracle_ibm, oracle_irm, model")
+    ev.add_argument("--metrics", default="snr,si_sdr,pesq,stoi")
+    ev.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="processes for PESQ/STOI scoring")
+    ev.add_argument("--json", default=None, help="also write the report as JSON")
+    ev.set_defaults(func=cmd_evaluate)
+
+    en = sub.add_parser("enhance", help="denoise files or folders")
+    en.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders")
+    en.add_argument("-o", "--output", required=True,
+                    help="output file (one input file) or folder (keeps the tree)")
+    en.add_argument("--model", default=None, help="checkpoint (default: shipped model)")
+    en.add_argument("--strength", type=float, default=1.0,
+                    help="0 = input unchanged, 1 = full mask (default 1)")
+    en.add_argument("--format", choices=("wav", "flac"), default=None,
+                    help="output format for folders (default: keep .wav/.flac, else .wav)")
+    en.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    en.set_defaults(func=cmd_enhance)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) == "train":
+        args.epochs_given = args.epochs is not None
+        if args.epochs is None:
+            from .train import TrainConfig
+
+            args.epochs = TrainConfig().epochs
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(levelname)s: %(message)s" if not args.debug else
+        "%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
+    for noisy in ("matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("speechmask: interrupted", file=sys.stderr)
+        return 130
+    except _known_errors() as err:
+        if args.debug:
+            raise
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"speechmask: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as err:
+        if args.debug:
+            raise
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"speechmask: error: {where}{err.strerror or err}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
