@@ -456,7 +456,7 @@ def test_write_into_read_only_folder(tmp_path):
         folder.chmod(0o755)
 
 
-@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077], ids=oct)
 def test_written_file_mode_follows_umask(tmp_path, umask):
     # The temporary file comes from mkstemp (mode 0600); the output must get the usual mode.
     old = os.umask(umask)

@@ -33,8 +33,13 @@ def test_default_geometry():
 
 @pytest.mark.parametrize(
     ("n_fft", "hop", "sample_rate", "n_freqs", "frame_ms"),
-    [(512, 256, 16000, 257, 32.0), (512, 128, 16000, 257, 32.0), (400, 160, 16000, 201, 25.0),
-     (256, 64, 8000, 129, 32.0), (2, 1, 1000, 2, 2.0)],
+    [
+        (512, 256, 16000, 257, 32.0),
+        (512, 128, 16000, 257, 32.0),
+        (400, 160, 16000, 201, 25.0),
+        (256, 64, 8000, 129, 32.0),
+        (2, 1, 1000, 2, 2.0),
+    ],
 )
 def test_config_properties(n_fft, hop, sample_rate, n_freqs, frame_ms):
     cfg = StftConfig(sample_rate=sample_rate, n_fft=n_fft, hop=hop)
@@ -59,6 +64,7 @@ def test_config_properties(n_fft, hop, sample_rate, n_freqs, frame_ms):
         {"sample_rate": 0},
         {"sample_rate": -16000},
     ],
+    ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()),
 )
 def test_config_validation(kwargs):
     with pytest.raises(ValueError):
@@ -128,8 +134,9 @@ def test_batch_items_are_independent():
 
 def test_stft_is_linear():
     x, y = _randn(2000, seed=1), _randn(2000, seed=2)
-    torch.testing.assert_close(stft(2.0 * x - 0.5 * y), 2.0 * stft(x) - 0.5 * stft(y),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        stft(2.0 * x - 0.5 * y), 2.0 * stft(x) - 0.5 * stft(y), rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("freq", [500.0, 1000.0, 3000.0, 7000.0])
@@ -158,8 +165,13 @@ GRID = torch.cat([torch.zeros(1), torch.logspace(-8, 3, 200)]).double()
 
 @pytest.mark.parametrize(
     "cfg",
-    [FeatureConfig(), FeatureConfig("power"), FeatureConfig("power", power=0.5),
-     FeatureConfig("power", power=1.0), FeatureConfig("log", eps=1e-6)],
+    [
+        FeatureConfig(),
+        FeatureConfig("power"),
+        FeatureConfig("power", power=0.5),
+        FeatureConfig("power", power=1.0),
+        FeatureConfig("log", eps=1e-6),
+    ],
     ids=["log", "power0.3", "power0.5", "power1", "log-eps1e-6"],
 )
 def test_compress_monotonic_and_finite(cfg):
@@ -207,8 +219,16 @@ def test_compress_power_values(power):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"compression": "sqrt"}, {"compression": "LOG"}, {"compression": ""}, {"power": 0.0},
-     {"power": -0.3}, {"power": 1.5}, {"power": float("nan")}],
+    [
+        {"compression": "sqrt"},
+        {"compression": "LOG"},
+        {"compression": ""},
+        {"power": 0.0},
+        {"power": -0.3},
+        {"power": 1.5},
+        {"power": float("nan")},
+    ],
+    ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()),
 )
 def test_feature_config_validation(kwargs):
     with pytest.raises(ValueError):

@@ -179,8 +179,9 @@ def test_enhance_with_mask_other_geometry():
     ("kind", "input_snr", "min_gain_db"),
     [("irm", 0.0, 8.0), ("irm", -5.0, 8.0), ("irm", 5.0, 6.0), ("ibm", 0.0, 8.0)],
 )
-def test_oracle_mask_improves_snr(speech_like, white_noise, mix_at_snr, kind, input_snr,
-                                  min_gain_db):
+def test_oracle_mask_improves_snr(
+    speech_like, white_noise, mix_at_snr, kind, input_snr, min_gain_db
+):
     speech, noise = mix_at_snr(speech_like(1.0), white_noise(16000, seed=1), input_snr)
     noisy = speech + noise
     assert snr_db(speech, noisy) == pytest.approx(input_snr, abs=1e-3)

@@ -79,13 +79,15 @@ class Corpus:
         with open(manifest, newline="") as handle:
             rows = list(csv.DictReader(handle))
         self.files: list[CorpusFile] = []
-        for row in rows:
-            path = self.root / row["path"]
-            label = path.parent.name if row["kind"] == "speech" else noise_type_of(path)
-            self.files.append(
-                CorpusFile(path, row["split"], row["kind"], label, row["source"],
-                           float(row["seconds"]))
-            )
+        for line, row in enumerate(rows, start=2):
+            try:
+                path = self.root / row["path"]
+                label = path.parent.name if row["kind"] == "speech" else noise_type_of(path)
+                self.files.append(CorpusFile(path, row["split"], row["kind"], label,
+                                             row["source"], float(row["seconds"])))
+            except (KeyError, TypeError, ValueError):
+                raise DataError(f"{manifest}:{line}: malformed row; expected columns "
+                                "split,kind,path,seconds,source,license") from None
         if not self.files:
             raise DataError(f"{manifest}: manifest lists no files")
 
@@ -287,10 +289,14 @@ class MixtureDataset(torch.utils.data.Dataset):
     def _noise(self, rng: np.random.Generator, length: int, skip: int) -> np.ndarray:
         aug = self.cfg.augment
         u = rng.random()
-        if u < aug.babble:
-            talkers = rng.choice(len(self.speech), size=int(rng.integers(3, 7)), replace=False)
+        if u < aug.babble and len(self.speech) >= 2:  # babble needs another talker
+            size = int(rng.integers(3, 7))
+            # Draw from all utterances and drop the target's own (keeps the random stream of
+            # the shipped model's training run); small sets draw from the others only.
+            pool = np.arange(len(self.speech)) if len(self.speech) > size else np.array(
+                [k for k in range(len(self.speech)) if k != skip])
             out = np.zeros(length, np.float32)
-            for k in talkers:
+            for k in rng.choice(pool, size=min(size, len(pool)), replace=False):
                 if k == skip:
                     continue
                 utt = self.speech[k]
@@ -385,7 +391,8 @@ def eval_pairs(
     speech = corpus.select(split, "speech")
     noise_files = corpus.select(split, "noise")
     order = np.random.default_rng([seed, SPLITS.index(split)]).permutation(len(speech))
-    n_pairs = len(speech) * len(snrs_db) if count is None else min(count, len(speech) * len(snrs_db))
+    total = len(speech) * len(snrs_db)
+    n_pairs = total if count is None else min(count, total)
     if n_pairs <= 0:
         raise DataError(f"--count must be >= 1, got {count}")
     noise_cache: dict[int, np.ndarray] = {}
@@ -424,6 +431,7 @@ PAIRS_COLUMNS = ("id", "noisy", "clean", "input_snr_db", "noise_type", "speaker"
 def write_pairs(pairs: Sequence[EvalPair], out_dir: str | os.PathLike) -> Path:
     """Write ``noisy/ID.flac``, ``clean/ID.flac`` and ``pairs.csv`` (paths relative to it)."""
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for p in pairs:
         noisy = write_audio(out_dir / "noisy" / f"{p.id}.flac", p.noisy, MODEL_RATE)
@@ -439,7 +447,7 @@ def write_pairs(pairs: Sequence[EvalPair], out_dir: str | os.PathLike) -> Path:
             "noise_file": p.noise_file,
         })
     csv_path = out_dir / "pairs.csv"
-    tmp = csv_path.with_suffix(".csv.part")
+    tmp = out_dir / ".pairs.csv.part"
     with open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=PAIRS_COLUMNS)
         writer.writeheader()

@@ -1,7 +1,8 @@
 """Offline enhancement with a trained mask model: arrays (Python API) and files (CLI).
 
 The model runs at 16 kHz. Other rates are handled so that nothing is lost:
-- below 16 kHz: upsample, enhance, downsample back;
+- below 16 kHz: upsample, enhance, downsample back (plus what the resampler's anti-alias
+  filter removed just below the input's Nyquist, scaled like the band above 8 kHz below);
 - above 16 kHz: the 0-8 kHz band is enhanced at 16 kHz and upsampled; the band above 8 kHz
   (the input minus its 16 kHz round trip) is kept and scaled per frame by the mean mask of the
   top model bands (6-8 kHz), so hiss above 8 kHz is attenuated when the model attenuates the top
@@ -72,14 +73,17 @@ class Enhancer:
         low = resample(audio, rate, MODEL_RATE)
         enhanced, mask = self.mask_16k(low)
         out = _fit(resample(enhanced, MODEL_RATE, rate), n)
-        if rate > MODEL_RATE:
-            high = audio - _fit(resample(low, MODEL_RATE, rate), n)
-            top = int(HIGH_BAND_FROM_HZ / (self.stft_cfg.sample_rate / self.stft_cfg.n_fft))
-            frame_gain = mask[:, top:].mean(axis=1)
-            frame_time = np.arange(len(frame_gain)) * self.stft_cfg.hop / MODEL_RATE
-            gain = np.interp(np.arange(n) / rate, frame_time, frame_gain)
-            out = out + gain.astype(np.float32) * high
-        return out.astype(np.float32)
+        # What the 16 kHz round trip loses: above 8 kHz for high rates, the anti-alias roll-off
+        # just below Nyquist for low rates. Keep it, scaled per frame by the mean mask of the
+        # model bands next to it, so strength 0 returns the input exactly.
+        residual = audio - _fit(resample(low, MODEL_RATE, rate), n)
+        bin_hz = self.stft_cfg.sample_rate / self.stft_cfg.n_fft
+        top_hz = min(rate, MODEL_RATE) / 2
+        from_hz = HIGH_BAND_FROM_HZ if rate > MODEL_RATE else 0.8 * top_hz
+        frame_gain = mask[:, int(from_hz / bin_hz) : int(top_hz / bin_hz) + 1].mean(axis=1)
+        frame_time = np.arange(len(frame_gain)) * self.stft_cfg.hop / MODEL_RATE
+        gain = np.interp(np.arange(n) / rate, frame_time, frame_gain)
+        return (out + gain.astype(np.float32) * residual).astype(np.float32)
 
     def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """Enhance ``audio: [samples]`` or ``[channels, samples]`` at ``sample_rate``; returns the

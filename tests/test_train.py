@@ -1,0 +1,117 @@
+"""Training: a tiny model learns on synthetic data, logs, checkpoints and resumes exactly."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from speechmask import checkpoint as ckpt
+from speechmask.data import AugmentConfig, EvalPair, MixConfig, mix
+from speechmask.metrics import snr_db
+from speechmask.model import ModelConfig
+from speechmask.train import TrainConfig, compute_loss, lr_at, spectral_snr_db, train
+
+
+@pytest.fixture(scope="module")
+def toy(request):
+    from conftest import _speech_like
+
+    speech = [_speech_like(seconds=1.0 + 0.25 * i, seed=i, f0=110 + 15 * i) for i in range(8)]
+    rng = np.random.default_rng(0)
+    noise = [rng.standard_normal(8000).astype(np.float32) * (0.5 + i) for i in range(3)]
+    valid = []
+    for i, snr in enumerate((-5.0, 0.0, 5.0, 10.0)):
+        utt = _speech_like(seconds=1.0, seed=100 + i, f0=130)
+        m = mix(utt, rng.standard_normal(9000).astype(np.float32), snr, rng)
+        valid.append(EvalPair(f"v{i}", m.clean, m.noisy, snr, "white", "toy", "", ""))
+    return speech, noise, valid
+
+
+def _cfg(**kw):
+    base = dict(
+        model=ModelConfig(cell="gru", hidden=24, layers=1, dropout=0.0),
+        mix=MixConfig(crop_seconds=0.5, examples_per_epoch=48, augment=AugmentConfig.off()),
+        batch_size=16, epochs=3, lr=5e-3, warmup_steps=2, patience=0, threads=1,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize("loss", ["bce", "bce+snr"])
+def test_tiny_training_improves_and_writes_artifacts(tmp_path, toy, loss):
+    speech, noise, valid = toy
+    result = train(_cfg(loss=loss), tmp_path, speech=speech, noise=noise, valid=valid,
+                   progress=False)
+    for name in ("best.pt", "last.pt", "train_log.csv", "loss_curve.png"):
+        assert (tmp_path / name).is_file(), name
+    rows = list(csv.DictReader(open(tmp_path / "train_log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    noisy_snr = np.mean([snr_db(p.clean, p.noisy) for p in valid])
+    assert result["best"]["valid_snr_db"] > noisy_snr + 1.0
+    model, _, payload = ckpt.load_model(tmp_path / "best.pt")
+    assert payload["metrics"]["valid_snr_db"] == pytest.approx(result["best"]["valid_snr_db"])
+    assert payload["train_config"]["loss"] == loss
+
+
+def test_resume_after_kill_is_exact(tmp_path, toy):
+    speech, noise, valid = toy
+    train(_cfg(epochs=2), tmp_path / "straight", speech=speech, noise=noise, valid=valid,
+          progress=False)
+    # "Killed" after epoch 1: a run configured for 2 epochs whose last.pt holds epoch 1.
+    part = tmp_path / "resumed"
+    train(_cfg(epochs=2), part, speech=speech, noise=noise, valid=valid, progress=False)
+    state = torch.load(part / "last.pt", weights_only=True)
+    first = _cfg(epochs=1)
+    train(first, tmp_path / "one", speech=speech, noise=noise, valid=valid, progress=False)
+    one = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
+    torch.save({**one, "train_config": state["train_config"]}, part / "last.pt")
+    train(_cfg(epochs=2), part, speech=speech, noise=noise, valid=valid, resume=True,
+          progress=False)
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["state_dict"]
+    b = torch.load(part / "last.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = list(csv.DictReader(open(part / "train_log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+
+
+def test_resume_from_corrupt_checkpoint(tmp_path, toy):
+    speech, noise, valid = toy
+    (tmp_path / "last.pt").write_bytes(b"junk")
+    with pytest.raises(ckpt.CheckpointError) as err:
+        train(_cfg(), tmp_path, speech=speech, noise=noise, valid=valid, resume=True,
+              progress=False)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("bad", [dict(target="cirm"), dict(loss="mse"), dict(batch_size=0),
+                                 dict(epochs=0), dict(lr=0.0), dict(patience=-1)])
+def test_config_rejects_impossible_values(bad):
+    with pytest.raises(ValueError):
+        _cfg(**bad)
+
+
+def test_lr_schedule_warms_up_and_decays():
+    cfg = _cfg(lr=1e-3, warmup_steps=10)
+    lrs = [lr_at(s, 100, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4)
+    assert max(lrs) == pytest.approx(1e-3)
+    assert lrs[-1] < 1e-4 and all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+
+
+def test_spectral_snr_and_loss():
+    ref = torch.randn(2, 5, 257, dtype=torch.complex64)
+    assert spectral_snr_db(ref * 1.0, ref).min() > 70
+    assert spectral_snr_db(ref * 0.0, ref) == pytest.approx(torch.zeros(2), abs=1e-3)
+    cfg = _cfg(loss="snr")
+    mask = torch.ones(2, 5, 257)
+    loss = compute_loss(cfg, mask, mask, ref, ref)
+    assert loss < -7.0  # -SNR/10 of a perfect estimate
+
+
+def test_empty_sources_are_an_error(tmp_path, toy):
+    from speechmask.data import DataError
+
+    _, noise, valid = toy
+    with pytest.raises(DataError):
+        train(_cfg(), tmp_path, speech=[], noise=noise, valid=valid, progress=False)
