@@ -1,0 +1,201 @@
+"""The command line: real runs of `speechmask` subcommands, good and bad input.
+
+Every failure must be one line on stderr naming the file, a non-zero exit code, no traceback,
+no partial output and never a modified input.
+"""
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from speechmask import checkpoint as ckpt
+from speechmask.cli import main
+from speechmask.features import StftConfig
+from speechmask.model import MaskNet, ModelConfig
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    torch.manual_seed(0)
+    m = MaskNet(ModelConfig(cell="gru", hidden=16, layers=1, dropout=0.0))
+    m.set_normalization(torch.full((257,), -8.0), torch.full((257,), 4.0))
+    return ckpt.save(tmp_path_factory.mktemp("m") / "tiny.pt", ckpt.model_payload(m, StftConfig()))
+
+
+def run(capsys, *argv):
+    code = main(["-q", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _tone(rate, seconds=0.5, channels=1):
+    t = np.arange(int(rate * seconds)) / rate
+    x = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.random.default_rng(0).standard_normal(len(t))
+    return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+GOOD = {
+    "mono16k.wav": (16000, 1, "PCM_16"),
+    "stereo44k.wav": (44100, 2, "PCM_16"),
+    "mono48k.flac": (48000, 1, "PCM_24"),
+    "mono8k.wav": (8000, 1, "PCM_16"),
+    "mono22k.wav": (22050, 1, "FLOAT"),
+    "eightbit.wav": (16000, 1, "PCM_U8"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_enhance_good_files_keep_rate_channels_length(capsys, tmp_path, model_path, name):
+    rate, channels, subtype = GOOD[name]
+    src = tmp_path / name
+    sf.write(src, _tone(rate, channels=channels), rate, subtype=subtype)
+    before = src.read_bytes()
+    out = tmp_path / "out" / ("clean" + src.suffix)
+    code, stdout, err = run(capsys, "enhance", src, "-o", out, "--model", model_path)
+    assert code == 0, err
+    info, orig = sf.info(out), sf.info(src)
+    assert (info.samplerate, info.channels, info.frames) == (rate, channels, orig.frames)
+    assert "1 file(s) enhanced" in stdout and "real-time factor" in stdout
+    assert src.read_bytes() == before
+
+
+def _bad_files(tmp_path):
+    bad = {}
+    bad["empty.wav"] = tmp_path / "empty.wav"
+    bad["empty.wav"].write_bytes(b"")
+    bad["corrupt.wav"] = tmp_path / "corrupt.wav"
+    bad["corrupt.wav"].write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt junk junk junk" * 3)
+    bad["zero.wav"] = tmp_path / "zero.wav"
+    sf.write(bad["zero.wav"], np.zeros(0), 16000)
+    bad["nan.wav"] = tmp_path / "nan.wav"
+    x = _tone(16000)
+    x[100] = np.nan
+    sf.write(bad["nan.wav"], x, 16000, subtype="FLOAT")
+    return bad
+
+
+@pytest.mark.parametrize("which", ["empty.wav", "corrupt.wav", "zero.wav", "nan.wav"])
+def test_enhance_bad_file_is_one_line_and_no_output(capsys, tmp_path, model_path, which):
+    src = _bad_files(tmp_path)[which]
+    out = tmp_path / "out.wav"
+    code, _, err = run(capsys, "enhance", src, "-o", out, "--model", model_path)
+    assert code != 0
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and which in lines[0] and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".*.part"))
+
+
+def test_enhance_folder_skips_bad_files_and_keeps_tree(capsys, tmp_path, model_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    sf.write(src / "a.wav", _tone(16000), 16000)
+    sf.write(src / "sub" / "b.flac", _tone(48000, channels=2), 48000)
+    (src / "sub" / "broken.wav").write_bytes(b"not audio at all")
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "enhance", src, "-o", out, "--model", model_path)
+    assert code == 3  # some files failed
+    assert (out / "a.wav").is_file() and (out / "sub" / "b.flac").is_file()
+    assert not (out / "sub" / "broken.wav").exists()
+    assert "broken.wav" in err and "2 file(s) enhanced" in stdout and "1 failed" in stdout
+    # Second run: outputs exist and are skipped unless --overwrite.
+    code, stdout, _ = run(capsys, "enhance", src / "a.wav", src / "sub" / "b.flac", "-o", out,
+                          "--model", model_path)
+    # Files named one by one land directly in -o; a.wav is there already.
+    assert code == 0 and "1 skipped" in stdout and (out / "b.flac").is_file()
+    code, stdout, _ = run(capsys, "enhance", src / "a.wav", "-o", out, "--model", model_path,
+                          "--overwrite", "--format", "flac")
+    assert code == 0 and (out / "a.flac").is_file()
+
+
+def test_enhance_refuses_to_overwrite_input(capsys, tmp_path, model_path):
+    src = tmp_path / "a.wav"
+    sf.write(src, _tone(16000), 16000)
+    before = src.read_bytes()
+    code, _, err = run(capsys, "enhance", src, "-o", src, "--model", model_path, "--overwrite")
+    assert code == 1 and "overwrite" in err and src.read_bytes() == before
+    code, _, err = run(capsys, "enhance", tmp_path, "-o", tmp_path, "--model", model_path,
+                       "--overwrite")
+    assert code == 1 and src.read_bytes() == before
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["enhance", "{tmp}/missing.wav", "-o", "{tmp}/o.wav"], "no such file"),
+    (["enhance", "{tmp}/emptydir", "-o", "{tmp}/o"], "no audio files"),
+    (["enhance", "{tmp}/a.wav", "-o", "{tmp}/o.wav", "--strength", "2"], "--strength"),
+    (["enhance", "{tmp}/a.wav", "-o", "{tmp}/o.wav", "--model", "{tmp}/a.wav"],
+     "not a readable speechmask model"),
+    (["enhance", "{tmp}/a.wav", "-o", "{tmp}/o.wav", "--model", "{tmp}/none.pt"],
+     "no such model"),
+    (["enhance", "{tmp}/a.wav", "-o", "{tmp}/a.wav/o.wav"], "cannot write"),
+    (["evaluate"], "--pairs"),
+    (["evaluate", "--pairs", "{tmp}/none.csv"], "no such file"),
+    (["data", "testset", "--split", "valid", "--out", "{tmp}/set", "--corpus", "{tmp}/nocorpus"],
+     "manifest.csv"),
+    (["data", "testset", "--split", "valid", "--out", "{tmp}/set", "--count", "0"], "--count"),
+    (["train", "--out", "{tmp}/run", "--corpus", "{tmp}/emptydir"], "manifest.csv"),
+    (["train", "--out", "{tmp}/run", "--resume"], "nothing to resume"),
+    (["train", "--out", "{tmp}/run", "--hidden", "-4"], "hidden"),
+    (["train", "--out", "{tmp}/run", "--snr-range", "10", "-5"], "SNR range reversed"),
+])
+def test_errors_are_one_line(capsys, tmp_path, model_path, args, needle):
+    sf.write(tmp_path / "a.wav", _tone(16000), 16000)
+    (tmp_path / "emptydir").mkdir()
+    argv = [a.format(tmp=tmp_path) for a in args]
+    if argv[0] == "enhance" and "--model" not in argv:
+        argv += ["--model", str(model_path)]
+    code, _, err = run(capsys, *argv)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code != 0
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
+
+
+def test_resume_with_corrupt_checkpoint(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "last.pt").write_bytes(b"garbage")
+    code, _, err = run(capsys, "train", "--out", run_dir, "--resume")
+    assert code == 1 and "last.pt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_testset_writes_pairs_and_refuses_to_clobber(capsys, tmp_path):
+    out = tmp_path / "set"
+    code, stdout, _ = run(capsys, "data", "testset", "--split", "valid", "--out", out,
+                          "--count", "4")
+    assert code == 0 and "wrote 4 valid pairs" in stdout
+    rows = list(csv.DictReader(open(out / "pairs.csv")))
+    assert len(rows) == 4 and {r["input_snr_db"] for r in rows} == {"-5", "0", "5", "10"}
+    assert all((out / r["noisy"]).is_file() and (out / r["clean"]).is_file() for r in rows)
+    code, _, err = run(capsys, "data", "testset", "--split", "valid", "--out", out)
+    assert code == 1 and "not empty" in err
+
+
+def test_evaluate_pairs_json(capsys, tmp_path, model_path):
+    out = tmp_path / "set"
+    assert run(capsys, "data", "testset", "--split", "valid", "--out", out, "--count", "4")[0] == 0
+    report = tmp_path / "r.json"
+    code, stdout, err = run(capsys, "evaluate", "--pairs", out / "pairs.csv", "--model",
+                            model_path, "--metrics", "snr,si_sdr", "--jobs", "1",
+                            "--json", report)
+    assert code == 0, err
+    assert "| oracle_irm |" in stdout and "| model |" in stdout
+    import json
+
+    data = json.loads(report.read_text())
+    assert data["overall"]["oracle_irm"]["snr"] > data["overall"]["noisy"]["snr"] + 8
+
+
+def test_stats(capsys):
+    code, stdout, _ = run(capsys, "data", "stats")
+    assert code == 0 and "| train | speech | 900 |" in stdout
+
+
+def test_console_script_help_and_version():
+    out = subprocess.run([sys.executable, "-m", "speechmask", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for command in ("enhance", "train", "evaluate", "data"):
+        assert command in out
