@@ -73,3 +73,16 @@ def test_failed_save_leaves_nothing(tmp_path):
     with pytest.raises((AttributeError, TypeError, RuntimeError)):  # pickling a lambda fails
         ckpt.save(tmp_path / "m.pt", {"bad": lambda: None})
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("half", [True, False])
+def test_export_inference_is_slim_and_equivalent(tmp_path, half):
+    m = _model("lstm")
+    full = ckpt.save(tmp_path / "full.pt", {**ckpt.model_payload(m, StftConfig()),
+                                            "optimizer": {"big": torch.zeros(10000)}})
+    slim = ckpt.export_inference(full, tmp_path / "slim.pt", half=half)
+    assert slim.stat().st_size < full.stat().st_size
+    loaded, _, payload = ckpt.load_model(slim)
+    assert "optimizer" not in payload
+    x = torch.rand(1, 12, 257) * 3
+    assert torch.allclose(loaded(x)[0], m(x)[0], atol=2e-3 if half else 0)

@@ -199,3 +199,36 @@ def test_console_script_help_and_version():
                          text=True, check=True).stdout
     for command in ("enhance", "train", "evaluate", "data"):
         assert command in out
+
+
+def test_data_import_then_train_on_it(capsys, tmp_path, speech_like):
+    """The course layout through the CLI: import, then one tiny epoch of training on it."""
+    src = tmp_path / "course"
+    for split, prefix, count in (("train", "tr", 4), ("valid", "v", 2)):
+        for i in range(count):
+            clean = speech_like(0.6, seed=i)
+            noise = (0.05 * np.random.default_rng(i).standard_normal(len(clean))).astype("f4")
+            for kind, sig in (("s", clean), ("n", noise), ("x", clean + noise)):
+                (src / split).mkdir(parents=True, exist_ok=True)
+                sf.write(src / split / f"{prefix}{kind}{i:04d}.wav", sig, 16000)
+    out = tmp_path / "ds"
+    code, stdout, err = run(capsys, "data", "import", src, "--out", out)
+    assert code == 0, err
+    assert '"layout": "course"' in stdout
+    code, stdout, err = run(capsys, "train", "--data", out, "--out", tmp_path / "run",
+                            "--hidden", "8", "--layers", "1", "--epochs", "1",
+                            "--examples-per-epoch", "8", "--batch-size", "4",
+                            "--crop-seconds", "0.5")
+    assert code == 0, err
+    assert (tmp_path / "run" / "best.pt").is_file() and "best valid SNR" in stdout
+    code, _, err = run(capsys, "data", "import", src, "--out", out)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_reports_corrupt_pair_file(capsys, tmp_path, model_path):
+    sf.write(tmp_path / "c.wav", _tone(16000), 16000)
+    (tmp_path / "n.wav").write_bytes(b"RIFF....garbage")
+    (tmp_path / "pairs.csv").write_text("id,noisy,clean\nx,n.wav,c.wav\n")
+    code, _, err = run(capsys, "evaluate", "--pairs", tmp_path / "pairs.csv", "--model",
+                       model_path)
+    assert code == 1 and "n.wav" in err and len(err.strip().splitlines()) == 1

@@ -11,7 +11,14 @@ import pytest
 import soundfile as sf
 
 from speechmask.audio import MODEL_RATE
-from speechmask.data import DataError, EvalPair, MixConfig, MixtureDataset, read_pairs
+from speechmask.data import (
+    AugmentConfig,
+    DataError,
+    EvalPair,
+    MixConfig,
+    MixtureDataset,
+    read_pairs,
+)
 from speechmask.importers import (
     PairDataset,
     UserData,
@@ -244,9 +251,11 @@ def test_mixed_round_trip(tmp_path, speech_like):
     p = user.valid[0]
     assert measured_snr_db(p.clean, p.noisy) == pytest.approx(p.input_snr_db, abs=0.2)
 
-    # 4 utterances < 6 needed by babble: switched off instead of crashing in MixtureDataset.
-    ds = make_train_dataset(user, MixConfig(crop_seconds=0.5, examples_per_epoch=4), "irm", 0)
-    assert isinstance(ds, MixtureDataset) and ds.cfg.augment.babble == 0
+    # 4 utterances, fewer than babble's 3-6 talkers + target: babble uses the others only.
+    aug = AugmentConfig(babble=0.5)
+    cfg = MixConfig(crop_seconds=0.5, examples_per_epoch=4, augment=aug)
+    ds = make_train_dataset(user, cfg, "irm", 0)
+    assert isinstance(ds, MixtureDataset)
     for i in range(60):
         ds.draw(i)
     item = ds[0]

@@ -217,3 +217,18 @@ def test_oracle_ibm_local_criterion_is_passed_through(speech_like, white_noise, 
     loose = oracle_enhance(speech, noise, "ibm", lc_db=-20.0)
     # A stricter criterion keeps fewer bins, so less energy passes.
     assert strict.square().sum() < loose.square().sum()
+
+
+def test_oracle_irm_gains_8_db_on_corpus_mixtures_at_0_db():
+    """The issue's acceptance check, on real corpus mixtures (valid split, 0 dB input)."""
+    from speechmask.data import Corpus, eval_pairs
+
+    pairs = [p for p in eval_pairs(Corpus(), "valid", count=24) if p.input_snr_db == 0.0]
+    assert len(pairs) == 6
+    for kind in ("irm", "ibm"):
+        gains = []
+        for p in pairs:
+            clean = torch.from_numpy(p.clean)[None]
+            est = oracle_enhance(clean, torch.from_numpy(p.noisy)[None] - clean, kind)[0]
+            gains.append(snr_db(p.clean, est.numpy()) - snr_db(p.clean, p.noisy))
+        assert np.mean(gains) >= 8.0, (kind, gains)

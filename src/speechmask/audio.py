@@ -66,8 +66,9 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     """Resample ``audio: [..., samples]`` from ``rate_in`` to ``rate_out`` Hz.
 
-    soxr "HQ" (polyphase, 20-bit): measured in ``benchmarks/resampler.py`` it is both more
-    accurate and several times faster than scipy's ``resample_poly`` for 44.1 -> 16 kHz.
+    soxr "VHQ" (polyphase, 28-bit). Measured with ``python -m benchmarks.resampler``: 44.1 ->
+    16 kHz keeps 40 tones up to 7.5 kHz at 45.5 dB SNR (scipy ``resample_poly``: 28.5 dB),
+    leaves a 10 kHz alias at -199 dB (scipy: -57 dB) and is 2x faster than scipy.
     The output has ``round(samples * rate_out / rate_in)`` samples.
     """
     if rate_in == rate_out:
@@ -76,7 +77,7 @@ def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
         raise ValueError(f"sample rates must be positive, got {rate_in} -> {rate_out}")
     flat = audio.reshape(-1, audio.shape[-1])
     # soxr wants [samples, channels]
-    out = soxr.resample(flat.T.astype(np.float32), rate_in, rate_out, quality="HQ")
+    out = soxr.resample(flat.T.astype(np.float32), rate_in, rate_out, quality="VHQ")
     out = np.asarray(out, dtype=np.float32).reshape(-1, flat.shape[0]).T
     return out.reshape(*audio.shape[:-1], out.shape[-1])
 

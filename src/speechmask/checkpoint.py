@@ -91,3 +91,16 @@ def load_model(path: str | os.PathLike | None = None) -> tuple[MaskNet, StftConf
         raise CheckpointError(f"{path}: model does not match this speechmask ({first})") from None
     model.eval()
     return model, stft_cfg, payload
+
+
+def export_inference(src: str | os.PathLike, dst: str | os.PathLike, half: bool = True) -> Path:
+    """Write a slim inference checkpoint of ``src``: configs, weights and metrics only (no
+    optimiser state); with ``half`` the weights are stored as float16, halving the file (they
+    are cast back to float32 on load; masks change by < 1e-3)."""
+    payload = load_raw(src)
+    keep = {k: payload[k] for k in ("model_config", "stft_config", "metrics", "train_config",
+                                    "epoch") if k in payload}
+    state = payload["state_dict"]
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    return save(dst, {**keep, "state_dict": state})

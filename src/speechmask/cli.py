@@ -120,8 +120,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = config_from_dict(load_raw(out / "last.pt")["train_config"])
         cfg = type(cfg)(**{**cfg.__dict__, "epochs": max(cfg.epochs, args.epochs)}) \
             if args.epochs_given else cfg
-    corpus = Corpus(args.corpus)
-    result = train(cfg, out, corpus=corpus, resume=args.resume, progress=not args.quiet)
+    if args.data:
+        from .importers import load_user_data, make_train_dataset
+
+        user = load_user_data(args.data)
+        result = train(cfg, out, valid=user.valid, resume=args.resume, progress=not args.quiet,
+                       train_set=make_train_dataset(user, cfg.mix, cfg.target, cfg.seed))
+    else:
+        result = train(cfg, out, corpus=Corpus(args.corpus), resume=args.resume,
+                       progress=not args.quiet)
     best = result["best"]
     print(f"trained {result['epochs']} epochs in {result['seconds'] / 60:.1f} min; best valid "
           f"SNR {best['valid_snr_db']:.2f} dB at epoch {best['epoch']}; model: {out / 'best.pt'}")
@@ -221,6 +228,21 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .checkpoint import export_inference, load_model
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise UserError(f"{out}: exists; pass --overwrite to replace it")
+    if Path(args.model).resolve() == out.resolve():
+        raise UserError(f"{out}: would overwrite the input model; choose another --out")
+    export_inference(args.model, out, half=not args.float32)
+    model, _, payload = load_model(out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {model.parameter_count():,} "
+          f"parameters, {'float32' if args.float32 else 'float16'} weights)")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------------
 # parser
 
@@ -267,7 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     mdef, tdef, xdef = ModelConfig(), TrainConfig(), MixConfig()
     tr = sub.add_parser("train", help="train a mask model on the corpus")
     tr.add_argument("--out", required=True, help="run folder: best.pt, last.pt, log, curve")
-    tr.add_argument("--corpus", default=None)
+    tr.add_argument("--corpus", default=None, help="corpus folder (default: bundled)")
+    tr.add_argument("--data", default=None,
+                    help="train on a dataset folder made by `speechmask data import` instead")
     tr.add_argument("--cell", choices=("lstm", "gru"), default=mdef.cell)
     tr.add_argument("--hidden", type=int, default=mdef.hidden)
     tr.add_argument("--layers", type=int, default=mdef.layers)
@@ -321,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output format for folders (default: keep .wav/.flac, else .wav)")
     en.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     en.set_defaults(func=cmd_enhance)
+    ex = sub.add_parser("export", help="write a slim inference checkpoint of a trained model")
+    ex.add_argument("model", help="checkpoint, e.g. RUN/best.pt")
+    ex.add_argument("--out", required=True, help="output .pt file")
+    ex.add_argument("--float32", action="store_true", help="keep float32 weights (default: "
+                    "float16, half the size)")
+    ex.add_argument("--overwrite", action="store_true")
+    ex.set_defaults(func=cmd_export)
     return p
 
 

@@ -36,7 +36,7 @@ import os
 import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +71,6 @@ MIN_VALID_PAIRS = 1
 # Random gain range of PairDataset crops, dB. Gains <= 0 dB never push a file past full scale.
 PAIR_GAIN_LOW_DB = -10.0
 PAIR_GAIN_HIGH_DB = 0.0
-# MixtureDataset's babble draws 3..6 distinct utterances without replacement.
-_BABBLE_MIN_UTTERANCES = 6
 # Default configs (module-level singletons: both dataclasses are frozen).
 DEFAULT_STFT = StftConfig()
 DEFAULT_MIX = MixConfig()
@@ -865,17 +863,10 @@ def make_train_dataset(
     """The training dataset of an imported dataset: :class:`PairDataset` over the recorded
     pairs (crop length and epoch size from ``mix_cfg``), or a
     :class:`~speechmask.data.MixtureDataset` over speech and noise for the mixed layout.
-
-    With fewer than 6 speech utterances babble augmentation is switched off (it draws 3-6
-    distinct utterances and would fail).
     """
     if user.train_pairs:
         return PairDataset(user.train_pairs, mix_cfg.crop_seconds, mix_cfg.examples_per_epoch,
                            target, seed, stft_cfg)
     if not user.train_speech or not user.train_noise:
         raise DataError("imported dataset has no training pairs and no speech/noise to mix")
-    if len(user.train_speech) < _BABBLE_MIN_UTTERANCES and mix_cfg.augment.babble > 0:
-        log.warning("only %d training utterances: babble augmentation needs %d, switched off",
-                    len(user.train_speech), _BABBLE_MIN_UTTERANCES)
-        mix_cfg = replace(mix_cfg, augment=replace(mix_cfg.augment, babble=0.0))
     return MixtureDataset(user.train_speech, user.train_noise, mix_cfg, target, seed, stft_cfg)

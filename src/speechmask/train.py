@@ -229,6 +229,7 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 @torch.no_grad()
 def feature_statistics(model: MaskNet, dataset: MixtureDataset, n: int = 256) -> tuple:
     """Per-bin mean/std of the compressed noisy magnitude over ``n`` training mixtures."""
+    n = min(n, len(dataset))
     feats = torch.cat([compress(dataset[i]["mag"], model.cfg.features) for i in range(n)])
     return feats.mean(0), feats.std(0)
 
@@ -242,14 +243,16 @@ def train(
     speech: list[np.ndarray] | None = None,
     noise: list[np.ndarray] | None = None,
     valid: list[EvalPair] | None = None,
+    train_set: torch.utils.data.Dataset | None = None,
     progress: bool = True,
 ) -> dict:
     """Train a model and return the best validation metrics.
 
     Writes to ``out_dir``: ``best.pt`` (highest valid SNR, inference checkpoint), ``last.pt``
     (full state for ``resume``), ``train_log.csv`` and ``loss_curve.png``. Data comes from
-    ``corpus`` (train/valid splits) unless ``speech``/``noise``/``valid`` are given (fine-tuning
-    and importers). ``init_model`` starts from given weights instead of a fresh init.
+    ``corpus`` (train/valid splits) unless ``speech``/``noise``/``valid`` are given, or
+    ``train_set`` (any Dataset yielding MixtureDataset's item dict and having ``set_epoch``) and
+    ``valid`` are (imported user data). ``init_model`` starts from given weights.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -259,7 +262,9 @@ def train(
     torch.manual_seed(cfg.seed)
     stft_cfg = StftConfig()
 
-    if speech is None or noise is None or valid is None:
+    if train_set is not None and valid is None:
+        raise DataError("a custom training set needs validation pairs too")
+    if train_set is None and (speech is None or noise is None or valid is None):
         corpus = corpus if corpus is not None else Corpus()
         log.info("loading corpus from %s", corpus.root)
         speech = speech if speech is not None else load_files(corpus.select("train", "speech"))
@@ -267,7 +272,8 @@ def train(
         valid = valid if valid is not None else eval_pairs(corpus, "valid", cfg.valid_count)
     if not valid:
         raise DataError("no validation pairs")
-    dataset = MixtureDataset(speech, noise, cfg.mix, cfg.target, cfg.seed, stft_cfg)
+    dataset = train_set if train_set is not None else MixtureDataset(
+        speech, noise, cfg.mix, cfg.target, cfg.seed, stft_cfg)
 
     model = MaskNet(cfg.model)
     if init_model is not None:
