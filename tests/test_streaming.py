@@ -1,0 +1,64 @@
+"""Streaming == offline (after the fixed latency) on random chunkings, for LSTM and GRU."""
+
+import numpy as np
+import pytest
+import torch
+
+from speechmask.enhance import Enhancer
+from speechmask.features import StftConfig
+from speechmask.model import MaskNet, ModelConfig
+from speechmask.streaming import StreamingEnhancer
+
+
+@pytest.fixture(params=["lstm", "gru"])
+def model(request):
+    torch.manual_seed(0)
+    m = MaskNet(ModelConfig(cell=request.param, hidden=24, layers=2, dropout=0.0))
+    m.set_normalization(torch.full((257,), -8.0), torch.full((257,), 4.0))
+    return m.eval()
+
+
+@pytest.mark.parametrize("n", [100, 256, 4000, 16037])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_streaming_equals_offline_on_random_chunkings(model, n, seed):
+    rng = np.random.default_rng(seed)
+    audio = (rng.standard_normal(n) * 0.1).astype(np.float32)
+    offline = Enhancer(model, StftConfig())(audio, 16000)
+    stream = StreamingEnhancer(model)
+    pieces, pos = [], 0
+    while pos < n:
+        size = int(rng.integers(1, 700))
+        chunk = audio[pos : pos + size]
+        out = stream.process(chunk)
+        assert len(out) == len(chunk)  # one sample out per sample in
+        pieces.append(out)
+        pos += size
+    tail = stream.flush()
+    assert len(tail) == stream.latency
+    total = np.concatenate([*pieces, tail])
+    assert np.all(total[: min(stream.latency, n)] == 0)
+    assert np.allclose(total[stream.latency :], offline, atol=1e-5)
+
+
+def test_latency_is_one_frame():
+    stream = StreamingEnhancer(MaskNet(ModelConfig(hidden=8, layers=1)))
+    assert stream.latency == 512 and stream.latency_ms == pytest.approx(32.0)
+
+
+def test_reset_starts_a_new_stream(model):
+    audio = (np.random.default_rng(3).standard_normal(3000) * 0.1).astype(np.float32)
+    stream = StreamingEnhancer(model)
+    first = stream.enhance(audio)
+    stream.process(np.ones(999, np.float32))
+    stream.reset()
+    assert np.array_equal(stream.enhance(audio), first)
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.5])
+def test_strength(model, strength):
+    audio = (np.random.default_rng(4).standard_normal(4000) * 0.1).astype(np.float32)
+    out = StreamingEnhancer(model, strength=strength).enhance(audio)
+    offline = Enhancer(model, StftConfig(), strength=strength)(audio, 16000)
+    assert np.allclose(out, offline, atol=1e-5)
+    if strength == 0.0:
+        assert np.allclose(out, audio, atol=1e-5)
