@@ -62,3 +62,28 @@ def test_strength(model, strength):
     assert np.allclose(out, offline, atol=1e-5)
     if strength == 0.0:
         assert np.allclose(out, audio, atol=1e-5)
+
+
+@pytest.mark.parametrize("rate", [16000, 48000])
+def test_stream_cli_through_a_real_pipe(tmp_path, model, rate):
+    """`speechmask stream` in a shell pipe: PCM in, same-length PCM out, equal to offline."""
+    import subprocess
+    import sys
+
+    from speechmask import checkpoint as ckpt
+
+    path = ckpt.save(tmp_path / "m.pt", ckpt.model_payload(model, StftConfig()))
+    rng = np.random.default_rng(5)
+    audio = (rng.standard_normal(rate // 2) * 0.1).astype(np.float32)
+    pcm = (audio * 32767).astype("<i2")
+    (tmp_path / "in.raw").write_bytes(pcm.tobytes())
+    cmd = (f"cat {tmp_path / 'in.raw'} | {sys.executable} -m speechmask -q stream --rate {rate} "
+           f"--model {path} --block 333 | cat > {tmp_path / 'out.raw'}")
+    subprocess.run(cmd, shell=True, check=True)
+    out = np.frombuffer((tmp_path / "out.raw").read_bytes(), dtype="<i2") / 32768.0
+    assert len(out) == len(pcm)
+    if rate == 16000:
+        offline = Enhancer(model, StftConfig())(pcm / 32768.0, 16000)
+        assert np.max(np.abs(out - offline)) < 2 / 32768
+    else:
+        assert np.isfinite(out).all() and np.std(out) > 0

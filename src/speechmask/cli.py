@@ -228,6 +228,61 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
+def cmd_stream(args: argparse.Namespace) -> int:
+    """Raw 16-bit little-endian mono PCM from stdin to stdout, enhanced as it arrives."""
+    import numpy as np
+    import soxr
+
+    from .audio import MODEL_RATE
+    from .streaming import StreamingEnhancer
+
+    if args.rate <= 0:
+        raise UserError(f"--rate must be a positive sample rate in Hz, got {args.rate}")
+    if not 0.0 <= args.strength <= 1.0:
+        raise UserError(f"--strength must be between 0 and 1, got {args.strength}")
+    stream = StreamingEnhancer.load(args.model, strength=args.strength)
+    resampled = args.rate != MODEL_RATE
+    down = soxr.ResampleStream(args.rate, MODEL_RATE, 1, dtype="float32") if resampled else None
+    up = soxr.ResampleStream(MODEL_RATE, args.rate, 1, dtype="float32") if resampled else None
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    to_drop = stream.latency if not args.keep_latency else 0
+    leftover = b""
+    total_in = total_out = 0
+
+    def emit(x16k: np.ndarray, last: bool = False) -> None:
+        nonlocal to_drop, total_out
+        if to_drop:
+            cut = min(to_drop, len(x16k))
+            x16k, to_drop = x16k[cut:], to_drop - cut
+        out = up.resample_chunk(x16k, last=last) if up is not None else x16k
+        if last and not args.keep_latency:  # same length as the input
+            out = out[: max(0, total_in - total_out)]
+            out = np.pad(out, (0, max(0, total_in - total_out - len(out))))
+        pcm = (np.clip(out, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+        total_out += len(out)
+        sink.write(pcm)
+        sink.flush()
+
+    while True:
+        data = source.read1(args.block * 2) if hasattr(source, "read1") else source.read(
+            args.block * 2)
+        if not data:
+            break
+        data = leftover + data
+        usable = len(data) - len(data) % 2
+        leftover = data[usable:]
+        x = np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
+        total_in += len(x)
+        x16k = down.resample_chunk(x) if down is not None else x
+        emit(stream.process(x16k))
+    if down is not None:
+        emit(stream.process(down.resample_chunk(np.zeros(0, np.float32), last=True)))
+    emit(stream.flush(), last=True)
+    log.info("streamed %.1f s of audio at %d Hz (latency %.0f ms)", total_in / args.rate,
+             args.rate, stream.latency_ms)
+    return EXIT_OK
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .checkpoint import export_inference, load_model
 
@@ -345,6 +400,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output format for folders (default: keep .wav/.flac, else .wav)")
     en.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     en.set_defaults(func=cmd_enhance)
+    sm = sub.add_parser("stream", help="denoise raw 16-bit mono PCM from stdin to stdout in "
+                        "real time (for pipes with sox/ffmpeg)")
+    sm.add_argument("--rate", type=int, default=16000, help="sample rate of the PCM, Hz")
+    sm.add_argument("--model", default=None, help="checkpoint (default: shipped model)")
+    sm.add_argument("--strength", type=float, default=1.0)
+    sm.add_argument("--block", type=int, default=1024, help="samples read per step")
+    sm.add_argument("--keep-latency", action="store_true",
+                    help="output the delayed stream (32 ms of leading silence, then the signal) "
+                    "instead of trimming it to the input's length and alignment")
+    sm.set_defaults(func=cmd_stream)
+
     ex = sub.add_parser("export", help="write a slim inference checkpoint of a trained model")
     ex.add_argument("model", help="checkpoint, e.g. RUN/best.pt")
     ex.add_argument("--out", required=True, help="output .pt file")
