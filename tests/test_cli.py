@@ -232,3 +232,15 @@ def test_evaluate_reports_corrupt_pair_file(capsys, tmp_path, model_path):
     code, _, err = run(capsys, "evaluate", "--pairs", tmp_path / "pairs.csv", "--model",
                        model_path)
     assert code == 1 and "n.wav" in err and len(err.strip().splitlines()) == 1
+
+
+def test_info_and_export(capsys, tmp_path, model_path):
+    code, stdout, _ = run(capsys, "info", "--model", model_path)
+    assert code == 0 and "parameters:" in stdout and "M per second" in stdout
+    out = tmp_path / "slim.pt"
+    code, stdout, _ = run(capsys, "export", model_path, "--out", out)
+    assert code == 0 and "float16" in stdout and out.is_file()
+    code, _, err = run(capsys, "export", model_path, "--out", out)
+    assert code == 1 and "exists" in err
+    code, _, err = run(capsys, "export", model_path, "--out", model_path, "--overwrite")
+    assert code == 1 and "overwrite the input" in err

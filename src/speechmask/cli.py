@@ -283,6 +283,29 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_info(args: argparse.Namespace) -> int:
+    from .checkpoint import default_model_path, load_model
+    from .model import describe
+
+    path = Path(args.model) if args.model else default_model_path()
+    model, stft_cfg, payload = load_model(path)
+    frames_per_second = stft_cfg.sample_rate / stft_cfg.hop
+    info = describe(model, frames_per_second)
+    print(f"model: {path}")
+    print(f"architecture: {info['cell'].upper()} {info['layers']}x{info['hidden']} + dense "
+          f"{info['hidden']}->{info['n_freqs']} + sigmoid, {info['compression']} features")
+    print(f"parameters: {info['parameters']:,}")
+    print(f"multiply-accumulates: {info['macs_per_frame']:,} per frame, "
+          f"{info['mmacs_per_second']:.1f} M per second of audio")
+    print(f"STFT: {stft_cfg.sample_rate} Hz, n_fft {stft_cfg.n_fft}, hop {stft_cfg.hop} "
+          f"(algorithmic latency {stft_cfg.frame_ms:.0f} ms)")
+    metrics = payload.get("metrics") or {}
+    if "valid_snr_db" in metrics:
+        print(f"training: epoch {metrics.get('epoch')}, valid SNR {metrics['valid_snr_db']:.2f} "
+              f"dB, {metrics.get('seconds', 0) / 60:.0f} min")
+    return EXIT_OK
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .checkpoint import export_inference, load_model
 
@@ -400,6 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output format for folders (default: keep .wav/.flac, else .wav)")
     en.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     en.set_defaults(func=cmd_enhance)
+    inf = sub.add_parser("info", help="size, cost and training figures of a model")
+    inf.add_argument("--model", default=None, help="checkpoint (default: shipped model)")
+    inf.set_defaults(func=cmd_info)
+
     sm = sub.add_parser("stream", help="denoise raw 16-bit mono PCM from stdin to stdout in "
                         "real time (for pipes with sox/ffmpeg)")
     sm.add_argument("--rate", type=int, default=16000, help="sample rate of the PCM, Hz")
