@@ -345,19 +345,22 @@ class MixtureDataset(torch.utils.data.Dataset):
         return Mixture(clean.astype(np.float32), noise.astype(np.float32))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        m = self.draw(index)
-        clean, noise = torch.from_numpy(m.clean), torch.from_numpy(m.noise)
-        noisy = clean + noise
-        mask = ideal_mask(
-            self.target, stft(clean, self.stft_cfg).abs(), stft(noise, self.stft_cfg).abs()
-        )
-        return {
-            "noisy": noisy,
-            "clean": clean,
-            "noise": noise,
-            "mag": stft(noisy, self.stft_cfg).abs(),
-            "mask": mask,
-        }
+        return training_item(self.draw(index), self.target, self.stft_cfg)
+
+
+def training_item(m: Mixture, target: str, stft_cfg: StftConfig) -> dict[str, torch.Tensor]:
+    """What a training Dataset yields for one mixture: ``noisy, clean, noise: [N]`` waveforms,
+    ``mag: [T, F]`` noisy magnitude and ``mask: [T, F]`` the ideal ``target`` mask."""
+    clean, noise = torch.from_numpy(m.clean), torch.from_numpy(m.noise)
+    noisy = clean + noise
+    mask = ideal_mask(target, stft(clean, stft_cfg).abs(), stft(noise, stft_cfg).abs())
+    return {
+        "noisy": noisy,
+        "clean": clean,
+        "noise": noise,
+        "mag": stft(noisy, stft_cfg).abs(),
+        "mask": mask,
+    }
 
 
 # ---------------------------------------------------------------------------------------------

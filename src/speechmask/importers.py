@@ -54,9 +54,9 @@ from .data import (
     load_pair,
     mix,
     read_pairs,
+    training_item,
 )
-from .features import StftConfig, stft
-from .masks import ideal_mask
+from .features import StftConfig
 
 log = logging.getLogger(__name__)
 
@@ -838,19 +838,7 @@ class PairDataset(torch.utils.data.Dataset):
         return Mixture(c.astype(np.float32), (y - c).astype(np.float32))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        m = self.draw(index)
-        clean, noise = torch.from_numpy(m.clean), torch.from_numpy(m.noise)
-        noisy = clean + noise
-        mask = ideal_mask(
-            self.target, stft(clean, self.stft_cfg).abs(), stft(noise, self.stft_cfg).abs()
-        )
-        return {
-            "noisy": noisy,
-            "clean": clean,
-            "noise": noise,
-            "mag": stft(noisy, self.stft_cfg).abs(),
-            "mask": mask,
-        }
+        return training_item(self.draw(index), self.target, self.stft_cfg)
 
 
 def make_train_dataset(
