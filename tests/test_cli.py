@@ -244,3 +244,14 @@ def test_info_and_export(capsys, tmp_path, model_path):
     assert code == 1 and "exists" in err
     code, _, err = run(capsys, "export", model_path, "--out", model_path, "--overwrite")
     assert code == 1 and "overwrite the input" in err
+    code, stdout, _ = run(capsys, "export", model_path, "--onnx", tmp_path / "m.onnx")
+    assert code == 0 and (tmp_path / "m.onnx").is_file() and "onnxruntime" in stdout
+    from speechmask.onnx_backend import OnnxEnhancer
+
+    audio = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
+    from speechmask.enhance import Enhancer
+
+    torch_out = Enhancer.load(model_path)(audio, 16000)
+    assert np.allclose(OnnxEnhancer.load(tmp_path / "m.onnx")(audio), torch_out, atol=1e-4)
+    code, _, err = run(capsys, "export", model_path)
+    assert code == 1 and "--onnx" in err

@@ -74,6 +74,10 @@ def test_bad_arguments(tiny_model_path):
         Enhancer.load(tiny_model_path, strength=1.5)
     with pytest.raises(ValueError):
         Enhancer.load(tiny_model_path)(np.zeros((1, 2, 3), np.float32), 16000)
+    with pytest.raises(ValueError, match="0 samples"):
+        Enhancer.load(tiny_model_path)(np.zeros(0, np.float32), 16000)
+    with pytest.raises(ValueError, match="NaN"):
+        Enhancer.load(tiny_model_path)(np.full(100, np.nan, np.float32), 16000)
 
 
 def test_silence_in_silence_out(tiny_model_path):

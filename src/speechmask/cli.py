@@ -307,17 +307,31 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .checkpoint import export_inference, load_model
+    from .checkpoint import default_model_path, export_inference, load_model
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise UserError(f"{out}: exists; pass --overwrite to replace it")
-    if Path(args.model).resolve() == out.resolve():
-        raise UserError(f"{out}: would overwrite the input model; choose another --out")
-    export_inference(args.model, out, half=not args.float32)
-    model, _, payload = load_model(out)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {model.parameter_count():,} "
-          f"parameters, {'float32' if args.float32 else 'float16'} weights)")
+    if not args.out and not args.onnx:
+        raise UserError("give --out FILE.pt (slim checkpoint) and/or --onnx FILE.onnx")
+    src = Path(args.model) if args.model else default_model_path()
+    for target in filter(None, (args.out, args.onnx)):
+        target = Path(target)
+        if target.exists() and not args.overwrite:
+            raise UserError(f"{target}: exists; pass --overwrite to replace it")
+        if src.resolve() == target.resolve():
+            raise UserError(f"{target}: would overwrite the input model; choose another name")
+    model, stft_cfg, _ = load_model(src)
+    if args.out:
+        out = export_inference(src, args.out, half=not args.float32)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {model.parameter_count():,} "
+              f"parameters, {'float32' if args.float32 else 'float16'} weights)")
+    if args.onnx:
+        try:
+            from .onnx_backend import export_onnx
+        except ImportError as err:  # onnx is an optional extra
+            raise UserError(f"ONNX export needs the onnx extra ({err.name} missing): "
+                            "pip install 'speechmask[onnx]'") from None
+        out = export_onnx(model, stft_cfg, args.onnx)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): frame-by-frame model with its "
+              "recurrent state as inputs/outputs, runs with onnxruntime alone")
     return EXIT_OK
 
 
@@ -438,9 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "instead of trimming it to the input's length and alignment")
     sm.set_defaults(func=cmd_stream)
 
-    ex = sub.add_parser("export", help="write a slim inference checkpoint of a trained model")
-    ex.add_argument("model", help="checkpoint, e.g. RUN/best.pt")
-    ex.add_argument("--out", required=True, help="output .pt file")
+    ex = sub.add_parser("export", help="write a slim checkpoint and/or an ONNX model")
+    ex.add_argument("model", nargs="?", default=None,
+                    help="checkpoint, e.g. RUN/best.pt (default: shipped model)")
+    ex.add_argument("--out", default=None, help="slim .pt checkpoint to write")
+    ex.add_argument("--onnx", default=None, help="ONNX model to write")
     ex.add_argument("--float32", action="store_true", help="keep float32 weights (default: "
                     "float16, half the size)")
     ex.add_argument("--overwrite", action="store_true")

@@ -89,6 +89,10 @@ class Enhancer:
         """Enhance ``audio: [samples]`` or ``[channels, samples]`` at ``sample_rate``; returns the
         same shape and length. Each channel is denoised on its own."""
         audio = np.asarray(audio, dtype=np.float32)
+        if audio.shape[-1:] == (0,) or audio.size == 0:
+            raise ValueError("audio has 0 samples")
+        if not np.all(np.isfinite(audio)):
+            raise ValueError("audio contains NaN or infinite samples")
         if audio.ndim == 1:
             return self._channel(audio, sample_rate)
         if audio.ndim != 2:

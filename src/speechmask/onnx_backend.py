@@ -1,0 +1,389 @@
+"""Torch-free inference: the mask network as an ONNX model, run with onnxruntime + numpy.
+
+- :func:`export_onnx` (the only function that needs torch, imported inside it) writes the whole
+  :class:`~speechmask.model.MaskNet` (compression + normalisation + RNN + dense + sigmoid) with
+  the recurrent state as explicit inputs/outputs and the configs in the model's metadata.
+- :class:`OnnxMaskModel` runs such a file: ``(mag [B, T, F], state) -> (mask [B, T, F], state)``.
+- :func:`stft_np` / :func:`istft_np` reproduce :func:`speechmask.features.stft` /
+  :func:`~speechmask.features.istft` (``torch.stft``/``torch.istft``, centred, sqrt-Hann).
+- :class:`OnnxEnhancer` is the torch-free counterpart of :class:`speechmask.enhance.Enhancer`
+  for mono audio at the model rate (16 kHz).
+
+Importing this module does not import torch (nor ``speechmask.features``, which does).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnxruntime as ort
+
+if TYPE_CHECKING:  # only for annotations: importing these modules imports torch
+    from .features import StftConfig
+    from .model import MaskNet
+
+# Metadata keys written into the ONNX model's metadata_props.
+META_FORMAT_VERSION = "speechmask_format_version"
+META_MODEL_CONFIG = "speechmask_model_config"
+META_STFT_CONFIG = "speechmask_stft_config"
+# Bump when the graph's inputs/outputs or the metadata change incompatibly.
+FORMAT_VERSION = "1"
+# Opset of the exported graph (LSTM/GRU ops and everything MaskNet uses exist since opset 14).
+OPSET = 17
+# The rate OnnxEnhancer works at (speechmask.audio.MODEL_RATE; not imported: soundfile/soxr).
+MODEL_RATE = 16_000
+# torch.istft refuses to divide by a window envelope below this; istft_np does the same.
+_ENVELOPE_MIN = 1e-11
+
+
+class OnnxModelError(ValueError):
+    """An ONNX model file cannot be used. ``str(err)`` is one line naming the file."""
+
+
+@dataclass(frozen=True)
+class StftGeometry:
+    """Torch-free twin of :class:`speechmask.features.StftConfig` (same fields, same checks)."""
+
+    # Sample rate the STFT is defined at, in Hz.
+    sample_rate: int = 16_000
+    # FFT size = frame length in samples (even); F = n_fft // 2 + 1 bins.
+    n_fft: int = 512
+    # Hop in samples, 0 < hop <= n_fft / 2.
+    hop: int = 256
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+        if self.n_fft <= 0 or self.n_fft % 2 or self.hop <= 0 or self.hop > self.n_fft // 2:
+            raise ValueError(
+                "need an even n_fft > 0 and 0 < hop <= n_fft / 2, "
+                f"got n_fft={self.n_fft}, hop={self.hop}"
+            )
+
+    @property
+    def n_freqs(self) -> int:
+        """Number of frequency bins F."""
+        return self.n_fft // 2 + 1
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames T produced for a signal of ``n_samples`` samples (``N // hop + 1``)."""
+        return n_samples // self.hop + 1
+
+
+# --------------------------------------------------------------------------------------------
+# Export (torch needed here only)
+# --------------------------------------------------------------------------------------------
+
+
+def export_onnx(model: MaskNet, stft_cfg: StftConfig, path: str | os.PathLike) -> Path:
+    """Export ``model`` to an ONNX file at ``path`` (written atomically); returns the path.
+
+    Graph inputs: ``mag`` ``[B, T, F]`` float32 (``T`` and ``B`` dynamic), ``h`` (and ``c`` for
+    LSTM) ``[layers, B, hidden]``. Outputs: ``mask`` ``[B, T, F]``, ``h_out`` (and ``c_out``).
+    The model and STFT configs are stored as JSON in the metadata. ``model``'s train/eval mode
+    is left as it was.
+    """
+    import onnx
+    import torch
+
+    cfg = model.cfg
+    if cfg.n_freqs != stft_cfg.n_fft // 2 + 1:
+        raise ValueError(
+            f"model has {cfg.n_freqs} frequency bins but the STFT gives "
+            f"{stft_cfg.n_fft // 2 + 1} (n_fft={stft_cfg.n_fft})"
+        )
+    lstm = cfg.cell == "lstm"
+    state_in = ["h", "c"] if lstm else ["h"]
+    state_out = [f"{name}_out" for name in state_in]
+
+    class _Wrapper(torch.nn.Module):
+        """``(mag, *state) -> (mask, *new_state)``: flat tensors for the exporter."""
+
+        def __init__(self, net: MaskNet):
+            super().__init__()
+            self.net = net
+
+        def forward(self, mag: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            mask, new_state = self.net(mag, tuple(state))
+            return (mask, *new_state)
+
+    # Example inputs: batch 2 and 5 frames, so that neither axis is traced as a constant 1.
+    example_batch, example_frames = 2, 5
+    mag = torch.rand(example_batch, example_frames, cfg.n_freqs)
+    state = model.initial_state(example_batch)
+    dynamic_axes: dict[str, dict[int, str]] = {
+        "mag": {0: "batch", 1: "frames"},
+        "mask": {0: "batch", 1: "frames"},
+    }
+    for name in state_in + state_out:
+        dynamic_axes[name] = {1: "batch"}
+
+    was_training = model.training
+    buffer = io.BytesIO()
+    try:
+        wrapper = _Wrapper(model).eval()
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapper,
+                (mag, *state),
+                buffer,
+                input_names=["mag", *state_in],
+                output_names=["mask", *state_out],
+                dynamic_axes=dynamic_axes,
+                opset_version=OPSET,
+                dynamo=False,
+            )
+    finally:
+        model.train(was_training)
+
+    proto = onnx.load_from_string(buffer.getvalue())
+    meta = {
+        META_FORMAT_VERSION: FORMAT_VERSION,
+        META_MODEL_CONFIG: json.dumps(asdict(cfg), sort_keys=True),
+        META_STFT_CONFIG: json.dumps(asdict(stft_cfg), sort_keys=True),
+    }
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    return _write_atomic(Path(path), proto.SerializeToString())
+
+
+def _write_atomic(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder + ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Inference
+# --------------------------------------------------------------------------------------------
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:120] if text else type(err).__name__
+
+
+class OnnxMaskModel:
+    """An exported mask network run with onnxruntime (CPU).
+
+    ``model(mag [B, T, F] float32, state=None) -> (mask [B, T, F] float32, state)``, where
+    ``state`` is ``(h, c)`` (LSTM) or ``(h,)`` (GRU), each ``[layers, B, hidden]`` float32.
+    Running frames in chunks while carrying the state gives the same masks as one call.
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int = 1):
+        self.path = Path(path)
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        if not self.path.is_file():
+            raise OnnxModelError(f"{self.path}: no such model file")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only; no warnings on stderr
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # onnxruntime raises several types for unreadable files
+            raise OnnxModelError(
+                f"{self.path}: not a readable ONNX model ({_first_line(err)}); "
+                "re-export or re-download it"
+            ) from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if META_FORMAT_VERSION not in meta:
+            raise OnnxModelError(f"{self.path}: not a speechmask ONNX model (no speechmask "
+                                 "metadata); export one with speechmask.onnx_backend.export_onnx")
+        if meta[META_FORMAT_VERSION] != FORMAT_VERSION:
+            raise OnnxModelError(
+                f"{self.path}: speechmask ONNX format version {meta[META_FORMAT_VERSION]!r} is "
+                f"not supported (expects {FORMAT_VERSION!r}); re-export it with this speechmask"
+            )
+        try:
+            self.model_config: dict[str, Any] = json.loads(meta[META_MODEL_CONFIG])
+            self.stft_cfg = StftGeometry(**json.loads(meta[META_STFT_CONFIG]))
+            self.cell = str(self.model_config["cell"])
+            self.layers = int(self.model_config["layers"])
+            self.hidden = int(self.model_config["hidden"])
+            self.n_freqs = int(self.model_config["n_freqs"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise OnnxModelError(
+                f"{self.path}: speechmask metadata is damaged ({_first_line(err)})"
+            ) from None
+        self._state_in = ["h", "c"] if self.cell == "lstm" else ["h"]
+        self._outputs = ["mask", *(f"{name}_out" for name in self._state_in)]
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != ["mag", *self._state_in] or outputs != self._outputs:
+            raise OnnxModelError(
+                f"{self.path}: graph inputs {inputs} / outputs {outputs} do not match a "
+                f"speechmask {self.cell} model"
+            )
+
+    def __repr__(self) -> str:
+        return (f"OnnxMaskModel({str(self.path)!r}, cell={self.cell!r}, layers={self.layers}, "
+                f"hidden={self.hidden}, n_freqs={self.n_freqs})")
+
+    def initial_state(self, batch: int = 1) -> tuple[np.ndarray, ...]:
+        """All-zero state for ``batch`` streams: ``len(state)`` arrays ``[layers, B, hidden]``."""
+        shape = (self.layers, batch, self.hidden)
+        return tuple(np.zeros(shape, np.float32) for _ in self._state_in)
+
+    def __call__(
+        self, mag: np.ndarray, state: tuple[np.ndarray, ...] | None = None
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """Masks for ``mag: [B, T, F]`` (T >= 1) magnitudes; returns ``(mask [B, T, F], state)``."""
+        mag = np.ascontiguousarray(mag, dtype=np.float32)
+        if mag.ndim != 3 or mag.shape[1] < 1 or mag.shape[2] != self.n_freqs:
+            raise ValueError(
+                f"mag must be [batch, frames >= 1, {self.n_freqs}], got {list(mag.shape)}"
+            )
+        if state is None:
+            state = self.initial_state(mag.shape[0])
+        expected = (self.layers, mag.shape[0], self.hidden)
+        if len(state) != len(self._state_in) or any(np.shape(s) != expected for s in state):
+            raise ValueError(
+                f"state must be {len(self._state_in)} array(s) of shape {list(expected)}, got "
+                f"{[list(np.shape(s)) for s in state]}"
+            )
+        feeds = {"mag": mag}
+        for name, value in zip(self._state_in, state, strict=True):
+            feeds[name] = np.ascontiguousarray(value, dtype=np.float32)
+        mask, *new_state = self.session.run(self._outputs, feeds)
+        return mask, tuple(new_state)
+
+
+# --------------------------------------------------------------------------------------------
+# STFT in numpy (matches speechmask.features.stft / istft)
+# --------------------------------------------------------------------------------------------
+
+
+def window_np(geom: StftGeometry) -> np.ndarray:
+    """sqrt of the periodic Hann window, ``[n_fft]`` float32 (as ``features.window``)."""
+    n = np.arange(geom.n_fft, dtype=np.float64)
+    hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / geom.n_fft)
+    return np.sqrt(hann).astype(np.float32)
+
+
+def stft_np(x: np.ndarray, geom: StftGeometry = StftGeometry()) -> np.ndarray:
+    """Complex STFT of ``x: [N]`` float -> ``[T, F]`` complex64, ``T = N // hop + 1``.
+
+    Same as ``torch.stft(center=True, pad_mode="constant")`` with the sqrt-Hann window: frame
+    ``t`` covers samples ``[t*hop - n_fft/2, t*hop + n_fft/2)`` of the zero-padded signal.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 1:
+        raise ValueError(f"x must be [samples], got shape {list(x.shape)}")
+    half = geom.n_fft // 2
+    padded = np.pad(x, (half, half))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, geom.n_fft)[:: geom.hop]
+    return np.fft.rfft(frames * window_np(geom), axis=-1).astype(np.complex64)
+
+
+def _overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
+    """Overlap-add ``frames: [T, L]`` at ``hop`` spacing -> ``[L + hop * (T - 1)]``."""
+    n_frames, size = frames.shape
+    blocks = -(-size // hop)  # ceil(L / hop)
+    padded = np.zeros((n_frames, blocks * hop), frames.dtype)
+    padded[:, :size] = frames
+    padded = padded.reshape(n_frames, blocks, hop)
+    out = np.zeros((n_frames + blocks - 1) * hop, frames.dtype)
+    for j in range(blocks):
+        out[j * hop : (j + n_frames) * hop] += padded[:, j, :].reshape(-1)
+    return out[: size + hop * (n_frames - 1)]
+
+
+def istft_np(spec: np.ndarray, length: int, geom: StftGeometry = StftGeometry()) -> np.ndarray:
+    """Inverse of :func:`stft_np`: ``spec: [T, F]`` complex -> ``[length]`` float32.
+
+    As ``torch.istft(center=True, length=length)``: windowed inverse FFTs are overlap-added, the
+    centre padding is cut, and the result is divided by the overlap-added squared window (which
+    differs from its steady value near the signal edges). Positions past the last frame are 0.
+    """
+    spec = np.asarray(spec)
+    if spec.ndim != 2 or spec.shape[1] != geom.n_freqs or spec.shape[0] < 1:
+        raise ValueError(
+            f"spec must be [frames >= 1, {geom.n_freqs}], got shape {list(spec.shape)}"
+        )
+    if length < 0:
+        raise ValueError(f"length must be >= 0, got {length}")
+    win = window_np(geom)
+    frames = np.fft.irfft(spec, n=geom.n_fft, axis=-1).astype(np.float32) * win
+    signal = _overlap_add(frames, geom.hop)
+    envelope = _overlap_add(np.broadcast_to(win * win, frames.shape), geom.hop)
+    start = geom.n_fft // 2
+    signal, envelope = signal[start : start + length], envelope[start : start + length]
+    if envelope.size and np.abs(envelope).min() < _ENVELOPE_MIN:
+        raise ValueError("istft_np: window overlap-add is ~0 somewhere; hop too large for n_fft")
+    out = np.zeros(length, np.float32)
+    out[: signal.size] = signal / envelope
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Enhancement
+# --------------------------------------------------------------------------------------------
+
+
+class OnnxEnhancer:
+    """Torch-free :class:`speechmask.enhance.Enhancer` for mono audio at 16 kHz.
+
+    >>> enh = OnnxEnhancer.load("model.onnx")
+    >>> clean = enh(noisy)             # noisy: [samples] float32 at 16 kHz
+    """
+
+    def __init__(self, model: OnnxMaskModel, strength: float = 1.0):
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {strength}")
+        self.model = model
+        self.stft_cfg = model.stft_cfg
+        self.strength = strength
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, strength: float = 1.0, threads: int = 1
+             ) -> OnnxEnhancer:
+        """Load an ONNX model written by :func:`export_onnx`."""
+        return cls(OnnxMaskModel(path, threads=threads), strength)
+
+    def mask_16k(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Enhance mono 16 kHz ``audio: [N]``. Returns ``(enhanced [N], mask [T, F])``.
+
+        The mask is ``1 - strength * (1 - mask)``: strength 0 is the input, 1 the full mask.
+        """
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 1:
+            raise ValueError(f"audio must be mono [samples], got shape {list(audio.shape)}")
+        spec = stft_np(audio, self.stft_cfg)
+        mask, _ = self.model(np.abs(spec)[None])
+        mask = (1.0 - self.strength * (1.0 - mask[0])).astype(np.float32)
+        out = istft_np(spec * mask, len(audio), self.stft_cfg)
+        return out, mask
+
+    def __call__(self, audio: np.ndarray, sample_rate: int = MODEL_RATE) -> np.ndarray:
+        """Enhance mono ``audio: [N]`` at 16 kHz; returns ``[N]`` float32."""
+        if sample_rate != self.stft_cfg.sample_rate:
+            raise ValueError(
+                f"OnnxEnhancer works at {self.stft_cfg.sample_rate} Hz only, got {sample_rate} "
+                "Hz; resample first (or use speechmask.enhance.Enhancer)"
+            )
+        return self.mask_16k(audio)[0]
