@@ -115,3 +115,19 @@ def test_empty_sources_are_an_error(tmp_path, toy):
     _, noise, valid = toy
     with pytest.raises(DataError):
         train(_cfg(), tmp_path, speech=[], noise=noise, valid=valid, progress=False)
+
+
+def test_freeze_first_layer_keeps_it_fixed(tmp_path, toy):
+    speech, noise, valid = toy
+    cfg = _cfg(epochs=1, freeze_first_layer=True,
+               model=ModelConfig(cell="lstm", hidden=16, layers=2, dropout=0.0))
+    torch.manual_seed(1)
+    from speechmask.model import MaskNet
+
+    init = MaskNet(cfg.model)
+    train(cfg, tmp_path, speech=speech, noise=noise, valid=valid, init_model=init,
+          progress=False)
+    trained = torch.load(tmp_path / "last.pt", weights_only=True)["state_dict"]
+    before = init.state_dict()
+    assert torch.equal(trained["rnn.weight_ih_l0"], before["rnn.weight_ih_l0"])
+    assert not torch.equal(trained["rnn.weight_ih_l1"], before["rnn.weight_ih_l1"])

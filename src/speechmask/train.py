@@ -70,6 +70,9 @@ class TrainConfig:
     valid_count: int | None = None
     # Random seed of model init, mixtures and dropout.
     seed: int = 0
+    # Fine-tuning: keep the first recurrent layer's weights fixed (the low-level spectral
+    # features it learned on the big corpus transfer; fewer weights adapt to little data).
+    freeze_first_layer: bool = False
     # Torch intra-op threads (0 = all cores).
     threads: int = 0
     # "cpu", "cuda" or "auto".
@@ -283,7 +286,12 @@ def train(
         mean, std = feature_statistics(model, dataset)
         model.set_normalization(mean, std)
     model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.freeze_first_layer:
+        for name, param in model.rnn.named_parameters():
+            if name.endswith("_l0"):
+                param.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
 
@@ -330,7 +338,7 @@ def train(
             loss = compute_loss(cfg, mask, batch["mask"].to(device), noisy_spec, clean_spec)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+            torch.nn.utils.clip_grad_norm_(trainable, cfg.clip_norm)
             opt.step()
             step += 1
             total += loss.item() * len(noisy)
