@@ -101,3 +101,66 @@ def test_readme_python_example(tmp_path):
 
     ref, _ = sf.read("data/samples/cafe_clean.flac", dtype="float32")
     assert snr_db(ref, clean) > snr_db(ref, noisy) + 5
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100, 48000])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_block_pipeline_equals_whole_signal(tiny_model_path, rate, seed):
+    """Long files are processed in blocks carrying all state; the result must not depend on
+    the blocking."""
+    enh = Enhancer.load(tiny_model_path, strength=0.8)
+    rng = np.random.default_rng(seed)
+    audio = (rng.standard_normal(int(rate * 1.3) + 7) * 0.1).astype(np.float32)
+    whole = enh(audio, rate)
+    pipe = enh.pipeline(rate)
+    pieces, pos = [], 0
+    while pos < len(audio):
+        size = int(rng.integers(1, rate // 3))
+        pieces.append(pipe.push(audio[pos : pos + size], last=pos + size >= len(audio)))
+        pos += size
+    blocked = np.concatenate(pieces)
+    assert len(blocked) == len(audio)
+    assert np.max(np.abs(blocked - whole)) < 1e-4
+
+
+@pytest.mark.parametrize("rate,channels", [(16000, 1), (44100, 2)])
+def test_enhance_file_matches_array_api(tiny_model_path, tmp_path, rate, channels, monkeypatch):
+    import soundfile as sf
+
+    from speechmask import enhance as enhance_module
+
+    monkeypatch.setattr(enhance_module, "BLOCK_SECONDS", 0.25)  # many blocks in a short file
+    rng = np.random.default_rng(2)
+    audio = (rng.standard_normal((channels, rate)) * 0.1).astype(np.float32)
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    sf.write(src, audio.T, rate, subtype="FLOAT")
+    enh = Enhancer.load(tiny_model_path)
+    enhance_module.enhance_file(enh, src, dst)
+    out, out_rate = sf.read(dst, dtype="float32", always_2d=True)
+    assert out_rate == rate and out.shape == (rate, channels)
+    expected = enh(audio, rate)
+    assert np.max(np.abs(out.T - expected)) < 2e-4  # 16-bit output
+
+
+def test_failure_part_way_leaves_no_output(tiny_model_path, tmp_path, monkeypatch):
+    """A NaN discovered in a late block aborts the file: nothing under the final name, no temp
+    file left, and an existing output is not replaced."""
+    import soundfile as sf
+
+    from speechmask import enhance as enhance_module
+    from speechmask.audio import AudioError
+
+    monkeypatch.setattr(enhance_module, "BLOCK_SECONDS", 0.25)
+    audio = np.full(48000, 0.1, np.float32)
+    audio[40000] = np.nan
+    src = tmp_path / "in.wav"
+    sf.write(src, audio, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN"):
+        enhance_module.enhance_file(Enhancer.load(tiny_model_path), src, tmp_path / "out.wav")
+    assert not (tmp_path / "out.wav").exists()
+    assert not list(tmp_path.glob(".*.part"))
+    (tmp_path / "old.wav").write_bytes(b"previous result")
+    with pytest.raises(AudioError):
+        enhance_module.enhance_file(Enhancer.load(tiny_model_path), src, tmp_path / "old.wav",
+                                    overwrite=True)
+    assert (tmp_path / "old.wav").read_bytes() == b"previous result"

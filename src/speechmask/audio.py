@@ -34,11 +34,11 @@ class AudioError(Exception):
         super().__init__(f"{self.path}: {reason}")
 
 
-def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Read an audio file as float32.
+def open_audio(path: str | os.PathLike) -> sf.SoundFile:
+    """Open an audio file for (block-wise) reading, checking it is usable.
 
-    Returns ``(audio, sample_rate)`` with ``audio: [channels, samples]`` in [-1, 1].
-    Raises :class:`AudioError` for a missing, unreadable, corrupt, empty or non-finite file.
+    Raises :class:`AudioError` for a missing, unreadable, corrupt or empty (0-sample) file.
+    The caller closes the returned ``SoundFile`` (it is a context manager).
     """
     path = Path(path)
     if not path.exists():
@@ -48,7 +48,7 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     if path.stat().st_size == 0:
         raise AudioError(path, "file is empty (0 bytes)")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        handle = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise AudioError(
@@ -56,11 +56,39 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         ) from None
     except OSError as err:
         raise AudioError(path, f"cannot read file ({err.strerror or err})") from None
-    if data.shape[0] == 0:
+    if handle.frames == 0:
+        handle.close()
         raise AudioError(path, "audio has 0 samples")
-    if not np.all(np.isfinite(data)):
-        raise AudioError(path, "audio contains NaN or infinite samples")
-    return np.ascontiguousarray(data.T), int(rate)
+    return handle
+
+
+def read_blocks(handle: sf.SoundFile, path: str | os.PathLike, block: int):
+    """Yield ``[channels, <=block]`` float32 blocks of an open file; :class:`AudioError` on
+    non-finite samples or a read error part-way (e.g. a truncated file)."""
+    while True:
+        try:
+            data = handle.read(block, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioError(path, f"read error part-way ({err})") from None
+        if data.shape[0] == 0:
+            return
+        if not np.all(np.isfinite(data)):
+            raise AudioError(path, "audio contains NaN or infinite samples")
+        yield np.ascontiguousarray(data.T)
+
+
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read a whole audio file as float32.
+
+    Returns ``(audio, sample_rate)`` with ``audio: [channels, samples]`` in [-1, 1].
+    Raises :class:`AudioError` for a missing, unreadable, corrupt, empty or non-finite file.
+    """
+    with open_audio(path) as handle:
+        blocks = list(read_blocks(handle, path, max(handle.frames, 1)))
+        rate = handle.samplerate
+    if not blocks:
+        raise AudioError(path, "audio has 0 samples")
+    return np.concatenate(blocks, axis=1), int(rate)
 
 
 def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
@@ -88,21 +116,88 @@ def load_mono(path: str | os.PathLike, rate: int = MODEL_RATE) -> np.ndarray:
     return resample(audio.mean(axis=0), file_rate, rate)
 
 
+class AtomicAudioWriter:
+    """Write a 16-bit WAV/FLAC block by block to a hidden temporary file in the destination
+    folder; :meth:`commit` renames it to ``path``. Leaving the ``with`` block without commit (an
+    error, a kill signal turned into an exception) deletes the temporary file, so a half-written
+    file never appears under the final name.
+    """
+
+    def __init__(self, path: str | os.PathLike, rate: int, channels: int,
+                 overwrite: bool = True):
+        self.path = Path(path)
+        ext = self.path.suffix.lower()
+        if ext not in _WRITE_FORMATS:
+            raise AudioError(self.path, f"cannot write '{ext}' files; use .wav or .flac")
+        if self.path.exists() and not overwrite:
+            raise AudioError(self.path, "output exists; pass --overwrite to replace it")
+        fmt, subtype = _WRITE_FORMATS[ext]
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part",
+                                       dir=self.path.parent)
+        except OSError as err:
+            raise AudioError(self.path, f"cannot write here ({err.strerror or err})") from None
+        self.tmp = Path(tmp)
+        try:
+            self._raw = os.fdopen(fd, "wb")
+            # mkstemp creates the file 0600; give the output the mode a plain open() would.
+            os.fchmod(self._raw.fileno(), _new_file_mode())
+            self._sf = sf.SoundFile(self._raw, "w", rate, channels, subtype, format=fmt)
+        except (OSError, sf.LibsndfileError, RuntimeError, ValueError) as err:
+            self.tmp.unlink(missing_ok=True)
+            raise AudioError(self.path, f"cannot write audio ({err})") from None
+        self.frames = 0
+
+    def write(self, block: np.ndarray) -> None:
+        """Append ``block: [channels, n]`` (clipped to [-1, 1]; NaN refused)."""
+        block = np.asarray(block, dtype=np.float32)
+        if not np.all(np.isfinite(block)):
+            raise AudioError(self.path, "refusing to write NaN or infinite samples")
+        try:
+            self._sf.write(np.clip(block, -1.0, 1.0).T)
+        except (OSError, sf.LibsndfileError, RuntimeError) as err:
+            reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+            raise AudioError(self.path, f"cannot write audio ({reason})") from None
+        self.frames += block.shape[-1]
+
+    def commit(self) -> Path:
+        try:
+            self._sf.close()
+            self._raw.flush()
+            os.fsync(self._raw.fileno())
+            self._raw.close()
+            os.replace(self.tmp, self.path)
+        except (OSError, sf.LibsndfileError, RuntimeError) as err:
+            self.abort()
+            reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+            raise AudioError(self.path, f"cannot write audio ({reason})") from None
+        return self.path
+
+    def abort(self) -> None:
+        for close in (self._sf.close, self._raw.close):
+            try:
+                close()
+            except Exception:  # already closed or broken: the file is deleted anyway
+                pass
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> AtomicAudioWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.tmp.exists():
+            self.abort()
+
+
 def write_audio(
     path: str | os.PathLike, audio: np.ndarray, rate: int, *, overwrite: bool = True
 ) -> Path:
-    """Write ``audio: [samples]`` or ``[channels, samples]`` as 16-bit WAV or FLAC, atomically.
-
-    The data goes to a temporary file in the same folder, which is then renamed over ``path``, so
-    a crash or a full disk never leaves a half-written file under the final name. Samples are
-    clipped to [-1, 1]. Raises :class:`AudioError` when the file cannot be written.
+    """Write ``audio: [samples]`` or ``[channels, samples]`` as 16-bit WAV or FLAC, atomically
+    (see :class:`AtomicAudioWriter`). Samples are clipped to [-1, 1]. Raises
+    :class:`AudioError` when the file cannot be written.
     """
     path = Path(path)
-    ext = path.suffix.lower()
-    if ext not in _WRITE_FORMATS:
-        raise AudioError(path, f"cannot write '{ext}' files; use .wav or .flac")
-    if path.exists() and not overwrite:
-        raise AudioError(path, "output exists; pass --overwrite to replace it")
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 1:
         audio = audio[None]
@@ -110,29 +205,9 @@ def write_audio(
         raise AudioError(path, f"nothing to write (audio shape {tuple(audio.shape)})")
     if not np.all(np.isfinite(audio)):
         raise AudioError(path, "refusing to write NaN or infinite samples")
-    fmt, subtype = _WRITE_FORMATS[ext]
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
-    except OSError as err:
-        raise AudioError(path, f"cannot write here ({err.strerror or err})") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            # mkstemp creates the file 0600; give the output the mode a plain open() would.
-            os.fchmod(handle.fileno(), _new_file_mode())
-            sf.write(handle, np.clip(audio, -1.0, 1.0).T, rate, format=fmt, subtype=subtype)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except (OSError, sf.LibsndfileError, RuntimeError) as err:
-        Path(tmp).unlink(missing_ok=True)
-        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
-        raise AudioError(path, f"cannot write audio ({reason})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with AtomicAudioWriter(path, rate, audio.shape[0], overwrite) as writer:
+        writer.write(audio)
+        return writer.commit()
 
 
 def _new_file_mode() -> int:

@@ -211,7 +211,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
             log.warning("%s: exists, skipped (pass --overwrite to replace)", dst)
             continue
         try:
-            info = enhance_file(enhancer, src, dst, overwrite=True)
+            info = enhance_file(enhancer, src, dst, overwrite=True, progress=not args.quiet)
         except AudioError as err:
             failed += 1
             print(f"speechmask: skipped {err}", file=sys.stderr)

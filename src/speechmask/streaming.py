@@ -20,13 +20,21 @@ from .model import MaskNet, State
 class StreamingEnhancer:
     """Causal chunk-wise enhancement of a mono 16 kHz stream."""
 
+    # Frames per model call when a chunk holds many (bounds memory for long chunks: 1024 frames
+    # = 16 s of audio, a 2 MB frame matrix).
+    MAX_FRAMES_PER_CALL = 1024
+
     def __init__(self, model: MaskNet, stft_cfg: StftConfig = StftConfig(),
-                 strength: float = 1.0):
+                 strength: float = 1.0, gain_band: tuple[int, int] | None = None):
+        """``gain_band = (first_bin, end_bin)``: also record, per frame, the mean of the applied
+        mask over those bins in :attr:`frame_gains` (used to scale audio above the model band).
+        """
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
         self.model = model.eval()
         self.cfg = stft_cfg
         self.strength = strength
+        self.gain_band = gain_band
         self.window = torch.hann_window(stft_cfg.n_fft, periodic=True).sqrt()
         self.reset()
 
@@ -53,6 +61,7 @@ class StreamingEnhancer:
         # Overlap-add accumulator; index 0 is the first output position not yet complete.
         self._ola = np.zeros(self.cfg.n_fft, np.float32)
         self._frames_done = 0
+        self.frame_gains: list[float] = []
         self._received = 0
         # Frame 0's first completed hop lies in the padding before the signal: dropped.
         self._skip = half
@@ -66,14 +75,21 @@ class StreamingEnhancer:
         spec = torch.fft.rfft(x, dim=-1)  # [K, F]
         mask, self.state = self.model(spec.abs()[None], self.state)
         mask = 1.0 - self.strength * (1.0 - mask[0])
+        if self.gain_band is not None:
+            self.frame_gains.extend(mask[:, self.gain_band[0] : self.gain_band[1]].mean(1).tolist())
         return (torch.fft.irfft(spec * mask, n=self.cfg.n_fft, dim=-1) * self.window).numpy()
 
     def _run_available(self) -> None:
         """Process every complete frame in the pending input; queue the completed output."""
         n_fft, hop = self.cfg.n_fft, self.cfg.hop
-        count = 0 if len(self._pending) < n_fft else (len(self._pending) - n_fft) // hop + 1
-        if count == 0:
-            return
+        available = 0 if len(self._pending) < n_fft else (len(self._pending) - n_fft) // hop + 1
+        while available > 0:
+            count = min(available, self.MAX_FRAMES_PER_CALL)
+            self._run_frames(count)
+            available -= count
+
+    def _run_frames(self, count: int) -> None:
+        n_fft, hop = self.cfg.n_fft, self.cfg.hop
         idx = np.arange(n_fft)[None, :] + hop * np.arange(count)[:, None]
         out_frames = self._frames(np.ascontiguousarray(self._pending[idx]))
         # Overlapping sqrt-Hann^2 windows sum to n_fft / (2 hop) (1 at 50 % overlap).
