@@ -255,3 +255,19 @@ def test_info_and_export(capsys, tmp_path, model_path):
     assert np.allclose(OnnxEnhancer.load(tmp_path / "m.onnx")(audio), torch_out, atol=1e-4)
     code, _, err = run(capsys, "export", model_path)
     assert code == 1 and "--onnx" in err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["finetune", "--out", "{tmp}/ft"], "--noise"),
+    (["finetune", "--noise", "{tmp}/none.wav", "--from", "{model}", "--out", "{tmp}/ft"],
+     "none.wav"),
+    (["finetune", "--noise", "{tmp}/short.wav", "--from", "{model}", "--out", "{tmp}/ft"],
+     "at least 1 s"),
+    (["finetune", "--data", "{tmp}", "--from", "{model}", "--out", "{tmp}/ft"], "import"),
+])
+def test_finetune_errors_are_one_line(capsys, tmp_path, model_path, args, needle):
+    sf.write(tmp_path / "short.wav", _tone(16000, seconds=0.3), 16000)
+    argv = [a.format(tmp=tmp_path, model=model_path) for a in args]
+    code, _, err = run(capsys, *argv)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 1 and len(lines) == 1 and needle in lines[0], err
