@@ -46,6 +46,7 @@ GOOD = {
     "mono8k.wav": (8000, 1, "PCM_16"),
     "mono22k.wav": (22050, 1, "FLOAT"),
     "eightbit.wav": (16000, 1, "PCM_U8"),
+    "silence.wav": (16000, 1, "PCM_16"),
 }
 
 
@@ -53,7 +54,8 @@ GOOD = {
 def test_enhance_good_files_keep_rate_channels_length(capsys, tmp_path, model_path, name):
     rate, channels, subtype = GOOD[name]
     src = tmp_path / name
-    sf.write(src, _tone(rate, channels=channels), rate, subtype=subtype)
+    audio = _tone(rate, channels=channels) * (name != "silence.wav")
+    sf.write(src, audio, rate, subtype=subtype)
     before = src.read_bytes()
     out = tmp_path / "out" / ("clean" + src.suffix)
     code, stdout, err = run(capsys, "enhance", src, "-o", out, "--model", model_path)
@@ -62,6 +64,8 @@ def test_enhance_good_files_keep_rate_channels_length(capsys, tmp_path, model_pa
     assert (info.samplerate, info.channels, info.frames) == (rate, channels, orig.frames)
     assert "1 file(s) enhanced" in stdout and "real-time factor" in stdout
     assert src.read_bytes() == before
+    if name == "silence.wav":
+        assert not np.any(sf.read(out)[0])
 
 
 def _bad_files(tmp_path):
