@@ -225,6 +225,13 @@ def test_data_import_then_train_on_it(capsys, tmp_path, speech_like):
                             "--crop-seconds", "0.5")
     assert code == 0, err
     assert (tmp_path / "run" / "best.pt").is_file() and "best valid SNR" in stdout
+    # Extend the finished run by one epoch with --resume; the log keeps epoch 1.
+    code, stdout, err = run(capsys, "train", "--data", out, "--out", tmp_path / "run",
+                            "--resume", "--epochs", "2")
+    assert code == 0, err
+    assert "trained 2 epochs" in stdout
+    code, _, err = run(capsys, "train", "--data", out, "--out", tmp_path / "run")
+    assert code == 1 and "--resume" in err
     code, _, err = run(capsys, "data", "import", src, "--out", out)
     assert code == 1 and len(err.strip().splitlines()) == 1
 

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 log = logging.getLogger("speechmask")
@@ -117,9 +118,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .checkpoint import load_raw
         from .train import config_from_dict
 
-        cfg = config_from_dict(load_raw(out / "last.pt")["train_config"])
-        cfg = type(cfg)(**{**cfg.__dict__, "epochs": max(cfg.epochs, args.epochs)}) \
-            if args.epochs_given else cfg
+        try:
+            cfg = config_from_dict(load_raw(out / "last.pt")["train_config"])
+        except (KeyError, TypeError) as err:
+            raise UserError(f"{out / 'last.pt'}: holds no usable training config ({err}); "
+                            "start again with --overwrite") from None
+        if args.epochs_given and args.epochs > cfg.epochs:
+            # More epochs stretch the cosine schedule from here on (the rate rises a little).
+            cfg = replace(cfg, epochs=args.epochs)
     if args.data:
         from .importers import load_user_data, make_train_dataset
 
