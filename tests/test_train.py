@@ -131,3 +131,11 @@ def test_freeze_first_layer_keeps_it_fixed(tmp_path, toy):
     before = init.state_dict()
     assert torch.equal(trained["rnn.weight_ih_l0"], before["rnn.weight_ih_l0"])
     assert not torch.equal(trained["rnn.weight_ih_l1"], before["rnn.weight_ih_l1"])
+
+
+def test_on_epoch_can_stop_training(tmp_path, toy):
+    speech, noise, valid = toy
+    seen = []
+    result = train(_cfg(epochs=3), tmp_path, speech=speech, noise=noise, valid=valid,
+                   progress=False, on_epoch=lambda row: seen.append(row["epoch"]) or True)
+    assert seen == [1] and result["epochs"] == 1

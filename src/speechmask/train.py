@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -251,6 +252,7 @@ def train(
     valid: list[EvalPair] | None = None,
     train_set: torch.utils.data.Dataset | None = None,
     progress: bool = True,
+    on_epoch: Callable[[dict], bool] | None = None,
 ) -> dict:
     """Train a model and return the best validation metrics.
 
@@ -259,6 +261,8 @@ def train(
     ``corpus`` (train/valid splits) unless ``speech``/``noise``/``valid`` are given, or
     ``train_set`` (any Dataset yielding MixtureDataset's item dict and having ``set_epoch``) and
     ``valid`` are (imported user data). ``init_model`` starts from given weights.
+    ``on_epoch(row)`` is called after each epoch's checkpoints are written, with that epoch's
+    log row; returning True stops training there (hyper-parameter search prunes with it).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -372,6 +376,9 @@ def train(
         plot_curves(rows, out / "loss_curve.png",
                     f"{cfg.model.cell.upper()} {cfg.model.layers}x{cfg.model.hidden}, "
                     f"{cfg.target.upper()}, loss {cfg.loss}")
+        if on_epoch is not None and on_epoch(row):
+            log.info("stopped after epoch %d by on_epoch", row["epoch"])
+            break
     best_row = max(rows, key=lambda r: r["valid_snr_db"])
     return {"best": best_row, "epochs": len(rows), "seconds": rows[-1]["seconds"],
             "parameters": model.parameter_count()}
