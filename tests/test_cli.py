@@ -282,3 +282,10 @@ def test_finetune_errors_are_one_line(capsys, tmp_path, model_path, args, needle
     code, _, err = run(capsys, *argv)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 1 and len(lines) == 1 and needle in lines[0], err
+
+
+def test_tune_bad_storage_is_one_line(capsys, tmp_path):
+    code, _, err = run(capsys, "tune", "--trials", "1", "--storage", "nosuch://x",
+                       "--out", tmp_path / "t")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 1 and len(lines) == 1 and "sqlite" in lines[0]

@@ -166,6 +166,33 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .data import MixConfig
+    from .train import TrainConfig
+
+    try:
+        from .tune import best_command, plot_trials, run_study, summary_table
+    except ImportError as err:  # optuna is an optional extra
+        raise UserError(f"tuning needs optuna ({err.name} missing): pip install "
+                        "'speechmask[tune]'") from None
+
+    if args.trials < 0:
+        raise UserError(f"--trials must be >= 0, got {args.trials}")
+    base = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                       threads=args.threads, device=args.device,
+                       mix=MixConfig(examples_per_epoch=args.examples_per_epoch))
+    out = Path(args.out)
+    study = run_study(args.storage, args.study, args.trials, out, base, corpus=args.corpus,
+                      seed=args.seed, progress=not args.quiet)
+    print(summary_table(study))
+    png = plot_trials(study, out / "trials.png")
+    print(f"plot: {png}")
+    if any(t.value is not None for t in study.trials):
+        print("reproduce the best trial with:")
+        print(best_command(study, base, corpus=args.corpus))
+    return EXIT_OK
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, format_table
 
@@ -461,6 +488,21 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--threads", type=int, default=0)
     ft.add_argument("--overwrite", action="store_true")
     ft.set_defaults(func=cmd_finetune)
+
+    tu = sub.add_parser("tune", help="hyper-parameter search with Optuna (resumable, "
+                        "several processes can share one study)")
+    tu.add_argument("--trials", type=int, default=10, help="new trials for this process")
+    tu.add_argument("--storage", default="sqlite:///study.db", help="Optuna storage URL")
+    tu.add_argument("--study", default="speechmask", help="study name in the storage")
+    tu.add_argument("--out", default="runs/tune", help="folder for the trials' runs")
+    tu.add_argument("--corpus", default=None)
+    tu.add_argument("--epochs", type=int, default=6, help="epochs per trial")
+    tu.add_argument("--examples-per-epoch", type=int, default=2000)
+    tu.add_argument("--batch-size", type=int, default=tdef.batch_size)
+    tu.add_argument("--seed", type=int, default=0)
+    tu.add_argument("--threads", type=int, default=0)
+    tu.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    tu.set_defaults(func=cmd_tune)
 
     ev = sub.add_parser("evaluate", help="score a model on a fixed evaluation set")
     ev.add_argument("--model", default=None, help="checkpoint (default: shipped model)")
