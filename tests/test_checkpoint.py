@@ -1,5 +1,8 @@
 """Checkpoints: save -> load round trip, atomic writes, clear errors for bad files."""
 
+import os
+import stat
+
 import pytest
 import torch
 
@@ -67,6 +70,17 @@ def test_other_version_and_foreign_dicts(tmp_path):
     torch.save({**data, "model_config": {**data["model_config"], "hidden": 99}}, path)
     with pytest.raises(ckpt.CheckpointError, match="does not match"):
         ckpt.load_model(path)
+
+
+def test_saved_model_is_readable_by_others(tmp_path):
+    # mkstemp makes 0600 files; a model shared with a group or another user must keep the umask
+    # mode (0644 here).
+    old = os.umask(0o022)
+    try:
+        path = ckpt.save(tmp_path / "m.pt", ckpt.model_payload(_model(), StftConfig()))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_failed_save_leaves_nothing(tmp_path):

@@ -14,6 +14,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .atomic import new_file_mode
+
 # 16 kHz: the corpus rate and the model rate (8 kHz of speech bandwidth is enough for a mask net).
 MODEL_RATE = 16_000
 
@@ -142,7 +144,7 @@ class AtomicAudioWriter:
         try:
             self._raw = os.fdopen(fd, "wb")
             # mkstemp creates the file 0600; give the output the mode a plain open() would.
-            os.fchmod(self._raw.fileno(), _new_file_mode())
+            os.fchmod(self._raw.fileno(), new_file_mode())
             self._sf = sf.SoundFile(self._raw, "w", rate, channels, subtype, format=fmt)
         except (OSError, sf.LibsndfileError, RuntimeError, ValueError) as err:
             self.tmp.unlink(missing_ok=True)
@@ -208,13 +210,6 @@ def write_audio(
     with AtomicAudioWriter(path, rate, audio.shape[0], overwrite) as writer:
         writer.write(audio)
         return writer.commit()
-
-
-def _new_file_mode() -> int:
-    """``0o666`` minus the process umask: the permissions ``open(path, "w")`` would give."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def find_audio_files(folder: str | os.PathLike) -> list[Path]:

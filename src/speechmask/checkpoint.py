@@ -4,7 +4,6 @@ written atomically and loaded with ``weights_only=True``."""
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import torch
 
+from .atomic import write_atomic
 from .features import StftConfig
 from .model import MaskNet, ModelConfig
 
@@ -31,19 +31,8 @@ def default_model_path() -> Path:
 
 def save(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Atomically write ``payload`` (plus format/version) to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(
+        path, lambda handle: torch.save({"format": FORMAT, "version": VERSION, **payload}, handle))
 
 
 def model_payload(model: MaskNet, stft_cfg: StftConfig, **extra: Any) -> dict[str, Any]:

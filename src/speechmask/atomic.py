@@ -1,0 +1,41 @@
+"""Atomic file writes: a temporary file in the target folder, fsync, then ``os.replace``.
+
+A crash, a kill or a full disk while writing leaves the previous file (or nothing) under the
+final name, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+
+def new_file_mode() -> int:
+    """``0o666`` minus the process umask: the permissions ``open(path, "w")`` would give.
+
+    ``mkstemp`` creates files 0600; outputs meant for users (audio, models) get the usual mode.
+    """
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """Create ``path`` (and its folder) by calling ``write(handle)`` on a temporary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        os.fchmod(fd, new_file_mode())
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
