@@ -227,9 +227,11 @@ def test_data_import_then_train_on_it(capsys, tmp_path, speech_like):
     assert (tmp_path / "run" / "best.pt").is_file() and "best valid SNR" in stdout
     # Extend the finished run by one epoch with --resume; the log keeps epoch 1.
     code, stdout, err = run(capsys, "train", "--data", out, "--out", tmp_path / "run",
-                            "--resume", "--epochs", "2")
+                            "--resume", "--epochs", "2", "--patience", "0", "--threads", "1")
     assert code == 0, err
     assert "trained 2 epochs" in stdout
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_config"]
+    assert (saved["epochs"], saved["patience"], saved["threads"]) == (2, 0, 1)
     code, _, err = run(capsys, "train", "--data", out, "--out", tmp_path / "run")
     assert code == 1 and "--resume" in err
     code, _, err = run(capsys, "data", "import", src, "--out", out)

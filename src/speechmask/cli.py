@@ -126,6 +126,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.epochs_given and args.epochs > cfg.epochs:
             # More epochs stretch the cosine schedule from here on (the rate rises a little).
             cfg = replace(cfg, epochs=args.epochs)
+        # Where and how fast to run are not part of the recipe: take them from this command.
+        cfg = replace(cfg, threads=args.threads, device=args.device)
+        if args.patience_given:
+            cfg = replace(cfg, patience=args.patience)
     if args.data:
         from .importers import load_user_data, make_train_dataset
 
@@ -460,7 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-augment", dest="augment", action="store_false")
     tr.add_argument("--batch-size", type=int, default=tdef.batch_size)
     tr.add_argument("--lr", type=float, default=tdef.lr)
-    tr.add_argument("--patience", type=int, default=tdef.patience)
+    tr.add_argument("--patience", type=int, default=None,
+                    help=f"epochs without valid SNR gain before stopping (default "
+                         f"{tdef.patience}; 0 = never)")
     tr.add_argument("--valid-count", type=int, default=None)
     tr.add_argument("--seed", type=int, default=tdef.seed)
     tr.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
@@ -567,6 +573,11 @@ def main(argv: list[str] | None = None) -> int:
             from .train import TrainConfig
 
             args.epochs = TrainConfig().epochs
+        args.patience_given = args.patience is not None
+        if args.patience is None:
+            from .train import TrainConfig
+
+            args.patience = TrainConfig().patience
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(levelname)s: %(message)s" if not args.debug else
