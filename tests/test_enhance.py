@@ -128,8 +128,9 @@ def test_enhance_file_matches_array_api(tiny_model_path, tmp_path, rate, channel
     import soundfile as sf
 
     from speechmask import enhance as enhance_module
+    from speechmask import pipeline as pipeline_module
 
-    monkeypatch.setattr(enhance_module, "BLOCK_SECONDS", 0.25)  # many blocks in a short file
+    monkeypatch.setattr(pipeline_module, "BLOCK_SECONDS", 0.25)  # many blocks in a short file
     rng = np.random.default_rng(2)
     audio = (rng.standard_normal((channels, rate)) * 0.1).astype(np.float32)
     src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
@@ -148,9 +149,10 @@ def test_failure_part_way_leaves_no_output(tiny_model_path, tmp_path, monkeypatc
     import soundfile as sf
 
     from speechmask import enhance as enhance_module
+    from speechmask import pipeline as pipeline_module
     from speechmask.audio import AudioError
 
-    monkeypatch.setattr(enhance_module, "BLOCK_SECONDS", 0.25)
+    monkeypatch.setattr(pipeline_module, "BLOCK_SECONDS", 0.25)
     audio = np.full(48000, 0.1, np.float32)
     audio[40000] = np.nan
     src = tmp_path / "in.wav"

@@ -26,10 +26,14 @@ class UserError(Exception):
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from .audio import AudioError
-    from .checkpoint import CheckpointError
-    from .data import DataError
 
-    return (UserError, AudioError, CheckpointError, DataError, ValueError)
+    errors: tuple[type[BaseException], ...] = (UserError, AudioError, ValueError)
+    try:  # these modules import torch; an ONNX-only install has neither them nor their errors
+        from .checkpoint import CheckpointError
+        from .data import DataError
+    except ImportError:
+        return errors
+    return (*errors, CheckpointError, DataError)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,14 +243,74 @@ def _collect_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
     return found
 
 
+def _resolve_backend(backend: str, model: str | None, prefer_onnx: bool = False) -> str:
+    """``auto``: ONNX for an ``.onnx`` model or when torch is not installed, else torch; with
+    ``prefer_onnx``, the shipped model runs with ONNX too."""
+    import importlib.util
+
+    is_onnx = model is not None and str(model).lower().endswith(".onnx")
+    if backend == "torch" and is_onnx:
+        raise UserError(f"{model}: an ONNX model runs with --backend onnx (or auto)")
+    if backend == "onnx" and model is not None and not is_onnx:
+        raise UserError(f"{model}: --backend onnx needs an .onnx model; make one with "
+                        "`speechmask export MODEL --onnx OUT.onnx`")
+    if backend != "auto":
+        return backend
+    if is_onnx or (prefer_onnx and model is None):
+        return "onnx"
+    if importlib.util.find_spec("torch") is None:
+        if model is not None:
+            raise UserError(f"{model}: a torch checkpoint needs PyTorch, which is not installed; "
+                            "pip install 'speechmask[torch]', or use an .onnx model")
+        return "onnx"
+    return "torch"
+
+
+def _load_enhancer(model: str | None, strength: float, backend: str, threads: int):
+    """An ``Enhancer`` (torch) or ``OnnxEnhancer`` for the resolved backend."""
+    if _resolve_backend(backend, model) == "onnx":
+        from .onnx_backend import OnnxEnhancer
+
+        return OnnxEnhancer.load(model, strength=strength, threads=threads)
+    import torch
+
+    from .enhance import Enhancer
+
+    torch.set_num_threads(threads)
+    return Enhancer.load(model, strength=strength)
+
+
+# The enhancer of a --jobs worker process (loaded once per process by _init_worker).
+_WORKER_ENHANCER = None
+
+
+def _init_worker(model: str | None, strength: float, backend: str) -> None:
+    global _WORKER_ENHANCER
+    logging.basicConfig(level=logging.WARNING)
+    _WORKER_ENHANCER = _load_enhancer(model, strength, backend, threads=1)
+
+
+def _enhance_in_worker(src: Path, dst: Path) -> tuple[dict | None, str | None]:
+    """Worker side of --jobs: ``(summary, None)`` or ``(None, one-line error)``."""
+    from .audio import AudioError
+    from .pipeline import enhance_file
+
+    try:
+        return enhance_file(_WORKER_ENHANCER, src, dst, overwrite=True), None
+    except AudioError as err:
+        return None, str(err)
+
+
 def cmd_enhance(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .audio import AudioError
-    from .enhance import Enhancer, enhance_file
+    from .pipeline import enhance_file
 
     if not 0.0 <= args.strength <= 1.0:
         raise UserError(f"--strength must be between 0 and 1, got {args.strength}")
+    if args.jobs < 0:
+        raise UserError(f"--jobs must be >= 0 (0 = one per core), got {args.jobs}")
     files = _collect_inputs(args.inputs)
     out = Path(args.output)
     single = len(args.inputs) == 1 and not Path(args.inputs[0]).is_dir() and not out.is_dir() \
@@ -264,25 +328,55 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     for _, dst in jobs:
         if dst.resolve() in inputs:
             raise UserError(f"{dst}: output would overwrite an input; choose another -o")
-    enhancer = Enhancer.load(args.model, strength=args.strength)
-    t0 = time.time()
-    done, failed, skipped, seconds = 0, 0, 0, 0.0
-    for src, dst in tqdm(jobs, desc="enhance", unit="file", disable=args.quiet or len(jobs) < 2):
+    todo = []
+    for src, dst in jobs:
         if dst.exists() and not args.overwrite:
-            skipped += 1
             log.warning("%s: exists, skipped (pass --overwrite to replace)", dst)
-            continue
-        try:
-            info = enhance_file(enhancer, src, dst, overwrite=True, progress=not args.quiet)
-        except AudioError as err:
+        else:
+            todo.append((src, dst))
+    skipped = len(jobs) - len(todo)
+    workers = min(args.jobs or os.cpu_count() or 1, len(todo)) or 1
+    t0 = time.time()
+    done, failed, seconds = 0, 0, 0.0
+
+    def report(src: Path, dst: Path, info: dict | None, error: str | None) -> None:
+        nonlocal done, failed, seconds
+        if info is None:
             failed += 1
-            print(f"speechmask: skipped {err}", file=sys.stderr)
-            continue
+            print(f"speechmask: skipped {error}", file=sys.stderr)
+            return
         done += 1
         seconds += info["seconds"]
         if len(jobs) == 1:
             print(f"enhanced {src} ({info['seconds']:.1f} s, {info['rate']} Hz, "
                   f"{info['channels']} ch) -> {dst}")
+
+    bar = tqdm(total=len(todo), desc="enhance", unit="file", disable=args.quiet or len(todo) < 2)
+    if workers == 1:
+        enhancer = _load_enhancer(args.model, args.strength, args.backend,
+                                  threads=os.cpu_count() or 1)
+        for src, dst in todo:
+            try:
+                report(src, dst, enhance_file(enhancer, src, dst, overwrite=True,
+                                              progress=not args.quiet), None)
+            except AudioError as err:
+                report(src, dst, None, str(err))
+            bar.update()
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        _load_enhancer(args.model, args.strength, args.backend, threads=1)  # fail fast, once
+        # spawn, not fork: a forked child of a process that has run torch can hang in OpenMP.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_init_worker,
+                                 initargs=(args.model, args.strength, args.backend)) as pool:
+            futures = {pool.submit(_enhance_in_worker, src, dst): (src, dst)
+                       for src, dst in todo}
+            for future in as_completed(futures):
+                report(*futures[future], *future.result())
+                bar.update()
+    bar.close()
     wall = time.time() - t0
     rtf = wall / seconds if seconds else float("nan")
     print(f"{done} file(s) enhanced, {skipped} skipped, {failed} failed; "
@@ -296,13 +390,20 @@ def cmd_stream(args: argparse.Namespace) -> int:
     import soxr
 
     from .audio import MODEL_RATE
-    from .streaming import StreamingEnhancer
 
     if args.rate <= 0:
         raise UserError(f"--rate must be a positive sample rate in Hz, got {args.rate}")
     if not 0.0 <= args.strength <= 1.0:
         raise UserError(f"--strength must be between 0 and 1, got {args.strength}")
-    stream = StreamingEnhancer.load(args.model, strength=args.strength)
+    # Frame by frame, onnxruntime costs ~5x less than torch per 16 ms hop (benchmarks.speed).
+    if _resolve_backend(args.backend, args.model, prefer_onnx=True) == "onnx":
+        from .onnx_backend import OnnxStreamingEnhancer
+
+        stream = OnnxStreamingEnhancer.load(args.model, strength=args.strength, threads=1)
+    else:
+        from .streaming import StreamingEnhancer
+
+        stream = StreamingEnhancer.load(args.model, strength=args.strength)
     resampled = args.rate != MODEL_RATE
     down = soxr.ResampleStream(args.rate, MODEL_RATE, 1, dtype="float32") if resampled else None
     up = soxr.ResampleStream(MODEL_RATE, args.rate, 1, dtype="float32") if resampled else None
@@ -389,8 +490,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         try:
             from .onnx_backend import export_onnx
         except ImportError as err:  # onnx is an optional extra
-            raise UserError(f"ONNX export needs the onnx extra ({err.name} missing): "
-                            "pip install 'speechmask[onnx]'") from None
+            raise UserError(f"ONNX export needs the onnx package ({err.name} missing): "
+                            "pip install 'speechmask[torch]'") from None
         out = export_onnx(model, stft_cfg, args.onnx)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): frame-by-frame model with its "
               "recurrent state as inputs/outputs, runs with onnxruntime alone")
@@ -401,40 +502,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 # parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+def _needs_torch(args: argparse.Namespace) -> int:
+    raise ModuleNotFoundError("No module named 'torch'", name="torch")
 
-    p = argparse.ArgumentParser(prog="speechmask", description="Speech denoising with a "
-                                "recurrent time-frequency mask network.")
-    p.add_argument("--version", action="version", version=f"speechmask {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    sub = p.add_subparsers(dest="command", required=True)
 
-    # data
-    data = sub.add_parser("data", help="corpus tools: fixed test sets, statistics, importers")
-    dsub = data.add_subparsers(dest="data_command", required=True)
-    ts = dsub.add_parser("testset", help="write a fixed noisy/clean evaluation set")
-    ts.add_argument("--split", choices=("valid", "test"), default="test")
-    ts.add_argument("--out", required=True, help="output folder (pairs.csv, noisy/, clean/)")
-    ts.add_argument("--count", type=int, default=None, help="number of pairs (default: all)")
-    ts.add_argument("--corpus", default=None, help="corpus folder (default: bundled)")
-    ts.add_argument("--overwrite", action="store_true")
-    ts.set_defaults(func=cmd_data_testset)
-    st = dsub.add_parser("stats", help="files, hours, speakers and noise types per split")
-    st.add_argument("--corpus", default=None)
-    st.set_defaults(func=cmd_data_stats)
-    im = dsub.add_parser("import", help="convert your own data into a training dataset folder")
-    im.add_argument("src", help="course layout (trs/trn/trx + vs/vn/vx), clean_*/noisy_* pairs, "
-                    "or clean/ + noise/ folders")
-    im.add_argument("--out", required=True, help="dataset folder to write")
-    im.add_argument("--layout", choices=("auto", "course", "pairs", "mixed"), default="auto")
-    im.add_argument("--noise", default=None, help="noise folder (mixed layout)")
-    im.add_argument("--valid-fraction", type=float, default=0.1)
-    im.add_argument("--seed", type=int, default=0)
-    im.add_argument("--overwrite", action="store_true")
-    im.set_defaults(func=cmd_data_import)
-
+def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
+    """train, finetune, tune and evaluate (their defaults come from torch-importing modules)."""
     # train
     from .data import AugmentConfig, MixConfig  # noqa: F401  (defaults below mirror them)
     from .model import ModelConfig
@@ -525,16 +598,64 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", default=None, help="also write the report as JSON")
     ev.set_defaults(func=cmd_evaluate)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="speechmask", description="Speech denoising with a "
+                                "recurrent time-frequency mask network.")
+    p.add_argument("--version", action="version", version=f"speechmask {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    # data
+    data = sub.add_parser("data", help="corpus tools: fixed test sets, statistics, importers")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    ts = dsub.add_parser("testset", help="write a fixed noisy/clean evaluation set")
+    ts.add_argument("--split", choices=("valid", "test"), default="test")
+    ts.add_argument("--out", required=True, help="output folder (pairs.csv, noisy/, clean/)")
+    ts.add_argument("--count", type=int, default=None, help="number of pairs (default: all)")
+    ts.add_argument("--corpus", default=None, help="corpus folder (default: bundled)")
+    ts.add_argument("--overwrite", action="store_true")
+    ts.set_defaults(func=cmd_data_testset)
+    st = dsub.add_parser("stats", help="files, hours, speakers and noise types per split")
+    st.add_argument("--corpus", default=None)
+    st.set_defaults(func=cmd_data_stats)
+    im = dsub.add_parser("import", help="convert your own data into a training dataset folder")
+    im.add_argument("src", help="course layout (trs/trn/trx + vs/vn/vx), clean_*/noisy_* pairs, "
+                    "or clean/ + noise/ folders")
+    im.add_argument("--out", required=True, help="dataset folder to write")
+    im.add_argument("--layout", choices=("auto", "course", "pairs", "mixed"), default="auto")
+    im.add_argument("--noise", default=None, help="noise folder (mixed layout)")
+    im.add_argument("--valid-fraction", type=float, default=0.1)
+    im.add_argument("--seed", type=int, default=0)
+    im.add_argument("--overwrite", action="store_true")
+    im.set_defaults(func=cmd_data_import)
+
+    try:
+        _add_training_parsers(sub)
+    except ImportError:  # an ONNX-only install: no torch, so no training tools
+        for name in ("train", "finetune", "tune", "evaluate"):
+            stub = sub.add_parser(name, help="(needs PyTorch: pip install 'speechmask[torch]')")
+            stub.set_defaults(func=_needs_torch)
+
     en = sub.add_parser("enhance", help="denoise files or folders")
     en.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders")
     en.add_argument("-o", "--output", required=True,
                     help="output file (one input file) or folder (keeps the tree)")
-    en.add_argument("--model", default=None, help="checkpoint (default: shipped model)")
+    en.add_argument("--model", default=None,
+                    help="checkpoint .pt or exported .onnx (default: shipped model)")
     en.add_argument("--strength", type=float, default=1.0,
                     help="0 = input unchanged, 1 = full mask (default 1)")
     en.add_argument("--format", choices=("wav", "flac"), default=None,
                     help="output format for folders (default: keep .wav/.flac, else .wav)")
     en.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    en.add_argument("--jobs", type=int, default=1,
+                    help="files processed in parallel, one process each (0 = one per core)")
+    en.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                    help="auto (default): onnxruntime for an .onnx model or when torch is not "
+                    "installed, else torch")
     en.set_defaults(func=cmd_enhance)
     inf = sub.add_parser("info", help="size, cost and training figures of a model")
     inf.add_argument("--model", default=None, help="checkpoint (default: shipped model)")
@@ -543,9 +664,13 @@ def build_parser() -> argparse.ArgumentParser:
     sm = sub.add_parser("stream", help="denoise raw 16-bit mono PCM from stdin to stdout in "
                         "real time (for pipes with sox/ffmpeg)")
     sm.add_argument("--rate", type=int, default=16000, help="sample rate of the PCM, Hz")
-    sm.add_argument("--model", default=None, help="checkpoint (default: shipped model)")
+    sm.add_argument("--model", default=None,
+                    help="checkpoint .pt or exported .onnx (default: shipped model)")
     sm.add_argument("--strength", type=float, default=1.0)
     sm.add_argument("--block", type=int, default=1024, help="samples read per step")
+    sm.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                    help="auto (default): onnxruntime for the shipped model or an .onnx model "
+                    "(several times cheaper per frame), torch for a .pt checkpoint")
     sm.add_argument("--keep-latency", action="store_true",
                     help="output the delayed stream (32 ms of leading silence, then the signal) "
                     "instead of trimming it to the input's length and alignment")
@@ -566,8 +691,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "command", None) == "train":
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and getattr(args, "func", None) is not _needs_torch:
+        args = parser.parse_args(argv)  # reports the unknown arguments as usual
+    if getattr(args, "command", None) == "train" and hasattr(args, "epochs"):
         args.epochs_given = args.epochs is not None
         if args.epochs is None:
             from .train import TrainConfig
@@ -590,6 +717,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("speechmask: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as err:
+        if args.debug or err.name != "torch":
+            raise
+        print(f"speechmask: error: `speechmask {args.command}` needs PyTorch, which is not "
+              "installed: pip install 'speechmask[torch]' (enhance and stream run without it)",
+              file=sys.stderr)
+        return EXIT_ERROR
     except _known_errors() as err:
         if args.debug:
             raise

@@ -7,7 +7,9 @@
 - :func:`stft_np` / :func:`istft_np` reproduce :func:`speechmask.features.stft` /
   :func:`~speechmask.features.istft` (``torch.stft``/``torch.istft``, centred, sqrt-Hann).
 - :class:`OnnxEnhancer` is the torch-free counterpart of :class:`speechmask.enhance.Enhancer`
-  for mono audio at the model rate (16 kHz).
+  (any rate, any channel count, files via :func:`speechmask.pipeline.enhance_file`) and
+  :class:`OnnxStreamingEnhancer` of :class:`speechmask.streaming.StreamingEnhancer`; both share
+  the block code of :mod:`speechmask.pipeline` with the torch backend.
 
 Importing this module does not import torch (nor ``speechmask.features``, which does).
 """
@@ -26,6 +28,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .atomic import write_atomic
+from .pipeline import ChannelPipeline, FrameStream, enhance_array, sqrt_hann
 
 if TYPE_CHECKING:  # only for annotations: importing these modules imports torch
     from .features import StftConfig
@@ -39,7 +42,7 @@ META_STFT_CONFIG = "speechmask_stft_config"
 FORMAT_VERSION = "1"
 # Opset of the exported graph (LSTM/GRU ops and everything MaskNet uses exist since opset 14).
 OPSET = 17
-# The rate OnnxEnhancer works at (speechmask.audio.MODEL_RATE; not imported: soundfile/soxr).
+# The rate the exported models run at (speechmask.audio.MODEL_RATE).
 MODEL_RATE = 16_000
 # torch.istft refuses to divide by a window envelope below this; istft_np does the same.
 _ENVELOPE_MIN = 1e-11
@@ -270,9 +273,7 @@ class OnnxMaskModel:
 
 def window_np(geom: StftGeometry) -> np.ndarray:
     """sqrt of the periodic Hann window, ``[n_fft]`` float32 (as ``features.window``)."""
-    n = np.arange(geom.n_fft, dtype=np.float64)
-    hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / geom.n_fft)
-    return np.sqrt(hann).astype(np.float32)
+    return sqrt_hann(geom.n_fft)
 
 
 def stft_np(x: np.ndarray, geom: StftGeometry = StftGeometry()) -> np.ndarray:
@@ -335,11 +336,47 @@ def istft_np(spec: np.ndarray, length: int, geom: StftGeometry = StftGeometry())
 # --------------------------------------------------------------------------------------------
 
 
-class OnnxEnhancer:
-    """Torch-free :class:`speechmask.enhance.Enhancer` for mono audio at 16 kHz.
+def default_onnx_path() -> Path:
+    """The shipped pretrained model as ONNX (package data, next to the torch checkpoint)."""
+    from importlib import resources
 
-    >>> enh = OnnxEnhancer.load("model.onnx")
-    >>> clean = enh(noisy)             # noisy: [samples] float32 at 16 kHz
+    return Path(str(resources.files("speechmask") / "pretrained" / "default" / "model.onnx"))
+
+
+class OnnxStreamingEnhancer(FrameStream):
+    """Causal chunk-wise enhancement of a mono 16 kHz stream with an ONNX model (no torch).
+
+    Same interface and output as :class:`speechmask.streaming.StreamingEnhancer`: ``process``
+    chunks of any size, ``flush`` at the end, fixed :attr:`latency` (512 samples = 32 ms).
+    """
+
+    def __init__(self, model: OnnxMaskModel, strength: float = 1.0,
+                 gain_band: tuple[int, int] | None = None):
+        self.model = model
+        super().__init__(model.stft_cfg, strength, gain_band)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, strength: float = 1.0,
+             threads: int = 1) -> OnnxStreamingEnhancer:
+        """Load an exported model (default: the shipped one)."""
+        return cls(OnnxMaskModel(path or default_onnx_path(), threads=threads), strength)
+
+    def _reset_state(self) -> None:
+        self.state: tuple[np.ndarray, ...] | None = None
+
+    def _masked_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        spec = np.fft.rfft(frames * self.window_np, axis=-1).astype(np.complex64)  # [K, F]
+        mask, self.state = self.model(np.abs(spec)[None], self.state)
+        mask = self.apply_strength(mask[0]).astype(np.float32)
+        out = np.fft.irfft(spec * mask, n=self.cfg.n_fft, axis=-1).astype(np.float32)
+        return out * self.window_np, mask
+
+
+class OnnxEnhancer:
+    """Torch-free :class:`speechmask.enhance.Enhancer`: any rate, mono or ``[channels, N]``.
+
+    >>> enh = OnnxEnhancer.load()      # the shipped model, or OnnxEnhancer.load("model.onnx")
+    >>> clean = enh(noisy, 44100)      # noisy: [samples] or [channels, samples] float32
     """
 
     def __init__(self, model: OnnxMaskModel, strength: float = 1.0):
@@ -350,13 +387,13 @@ class OnnxEnhancer:
         self.strength = strength
 
     @classmethod
-    def load(cls, path: str | os.PathLike, strength: float = 1.0, threads: int = 1
-             ) -> OnnxEnhancer:
-        """Load an ONNX model written by :func:`export_onnx`."""
-        return cls(OnnxMaskModel(path, threads=threads), strength)
+    def load(cls, path: str | os.PathLike | None = None, strength: float = 1.0,
+             threads: int = 1) -> OnnxEnhancer:
+        """Load an ONNX model written by :func:`export_onnx` (default: the shipped one)."""
+        return cls(OnnxMaskModel(path or default_onnx_path(), threads=threads), strength)
 
     def mask_16k(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Enhance mono 16 kHz ``audio: [N]``. Returns ``(enhanced [N], mask [T, F])``.
+        """Enhance mono 16 kHz ``audio: [N]`` in one call. Returns ``(enhanced [N], mask [T, F])``.
 
         The mask is ``1 - strength * (1 - mask)``: strength 0 is the input, 1 the full mask.
         """
@@ -369,11 +406,18 @@ class OnnxEnhancer:
         out = istft_np(spec * mask, len(audio), self.stft_cfg)
         return out, mask
 
+    def pipeline(self, rate: int) -> ChannelPipeline:
+        """A block-wise enhancer for one channel at ``rate`` (bounded memory, same output)."""
+        return ChannelPipeline(
+            lambda band: OnnxStreamingEnhancer(self.model, self.strength, band),
+            self.stft_cfg, rate)
+
     def __call__(self, audio: np.ndarray, sample_rate: int = MODEL_RATE) -> np.ndarray:
-        """Enhance mono ``audio: [N]`` at 16 kHz; returns ``[N]`` float32."""
-        if sample_rate != self.stft_cfg.sample_rate:
-            raise ValueError(
-                f"OnnxEnhancer works at {self.stft_cfg.sample_rate} Hz only, got {sample_rate} "
-                "Hz; resample first (or use speechmask.enhance.Enhancer)"
-            )
-        return self.mask_16k(audio)[0]
+        """Enhance ``audio: [samples]`` or ``[channels, samples]`` at ``sample_rate``; returns the
+        same shape and length (what :class:`speechmask.enhance.Enhancer` returns, within 1e-4)."""
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim == 1 and sample_rate == self.stft_cfg.sample_rate and audio.size:
+            if not np.all(np.isfinite(audio)):
+                raise ValueError("audio contains NaN or infinite samples")
+            return self.mask_16k(audio)[0]
+        return enhance_array(self, audio, sample_rate)

@@ -1,0 +1,327 @@
+"""Torch-free block processing shared by the torch and the ONNX backends.
+
+- :class:`FrameStream`: causal chunk-wise STFT -> mask -> iSTFT with overlap-add, for a mono
+  16 kHz stream, the network call left to a subclass (torch in :mod:`speechmask.streaming`,
+  onnxruntime in :mod:`speechmask.onnx_backend`).
+- :class:`ChannelPipeline`: one channel at any sample rate through a :class:`FrameStream`,
+  resampling with soxr's streaming resampler and keeping the band the 16 kHz model cannot see.
+- :func:`enhance_file`: a file of any length, block by block in bounded memory, written
+  atomically.
+
+Nothing here imports torch, so the ONNX backend runs in an install without it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import soxr
+
+from .audio import MODEL_RATE, AtomicAudioWriter, AudioError, open_audio, read_blocks
+
+log = logging.getLogger(__name__)
+
+# Model bins whose mean mask sets the gain of the band above 8 kHz: 6-8 kHz (bins 192-256 at
+# 31.25 Hz per bin), the part of the model's band closest in content to what lies above it.
+HIGH_BAND_FROM_HZ = 6000.0
+
+# Block length for files: 10 s keeps memory flat (a few MB per channel) at any file length.
+BLOCK_SECONDS = 10.0
+
+
+class StftGeometryLike(Protocol):
+    """What the block code needs to know of an STFT config (torch's or the ONNX metadata's)."""
+
+    sample_rate: int
+    n_fft: int
+    hop: int
+
+
+def sqrt_hann(n_fft: int) -> np.ndarray:
+    """Periodic sqrt-Hann window ``[n_fft]`` float32 (analysis and synthesis)."""
+    return np.sqrt(0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+
+
+def high_band(cfg: StftGeometryLike, rate: int) -> tuple[int, int] | None:
+    """Model bins ``(first, end)`` whose mean mask scales what the 16 kHz round trip loses at
+    ``rate`` (None at the model rate): 6-8 kHz above 16 kHz, the top 20 % of the band below."""
+    if rate == MODEL_RATE:
+        return None
+    bin_hz = cfg.sample_rate / cfg.n_fft
+    top_hz = min(rate, MODEL_RATE) / 2
+    from_hz = HIGH_BAND_FROM_HZ if rate > MODEL_RATE else 0.8 * top_hz
+    return int(from_hz / bin_hz), int(top_hz / bin_hz) + 1
+
+
+class FrameStream:
+    """Causal chunk-wise enhancement of a mono 16 kHz stream; subclasses run the network.
+
+    :meth:`process` takes chunks of any size and returns as many samples: the offline output
+    delayed by :attr:`latency` samples (n_fft/2 look-ahead of the centred frame + one hop of
+    block buffering = 512 samples = 32 ms at 16 kHz). :meth:`flush` returns the last
+    ``latency`` samples at the end of a stream.
+    """
+
+    # Frames per network call when a chunk holds many (bounds memory for long chunks: 1024
+    # frames = 16 s of audio, a 2 MB frame matrix).
+    MAX_FRAMES_PER_CALL = 1024
+
+    def __init__(self, stft_cfg: StftGeometryLike, strength: float = 1.0,
+                 gain_band: tuple[int, int] | None = None):
+        """``gain_band = (first_bin, end_bin)``: also record, per frame, the mean of the applied
+        mask over those bins in :attr:`frame_gains` (used to scale audio above the model band).
+        """
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {strength}")
+        self.cfg = stft_cfg
+        self.strength = strength
+        self.gain_band = gain_band
+        self.window_np = sqrt_hann(stft_cfg.n_fft)
+        self.reset()
+
+    # -- what a backend provides -------------------------------------------------------------
+    def _reset_state(self) -> None:
+        """Forget the network's recurrent state."""
+        raise NotImplementedError
+
+    def _masked_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``frames: [K, n_fft]`` raw samples (time order) -> (windowed iFFT of the masked
+        spectrum ``[K, n_fft]``, the applied mask ``[K, F]`` with strength already in it);
+        advances the recurrent state by K frames."""
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+    @property
+    def latency(self) -> int:
+        """Fixed delay of the output stream, in samples (n_fft/2 + hop)."""
+        return self.cfg.n_fft // 2 + self.cfg.hop
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000.0 * self.latency / self.cfg.sample_rate
+
+    def reset(self) -> None:
+        """Forget everything: start a new stream."""
+        half = self.cfg.n_fft // 2
+        self._reset_state()
+        # Input not yet consumed by a frame, starting with the centred STFT's zero padding.
+        self._pending = np.zeros(half, np.float32)
+        # Overlap-add accumulator; index 0 is the first output position not yet complete.
+        self._ola = np.zeros(self.cfg.n_fft, np.float32)
+        self._frames_done = 0
+        self.frame_gains: list[float] = []
+        self._received = 0
+        # Frame 0's first completed hop lies in the padding before the signal: dropped.
+        self._skip = half
+        # The delayed output stream: `latency` samples of silence, then the offline output.
+        self._queue = np.zeros(self.latency, np.float32)
+
+    def apply_strength(self, mask: Any) -> Any:
+        """``1 - strength * (1 - mask)``: strength 0 is the input, 1 the full mask."""
+        return 1.0 - self.strength * (1.0 - mask)
+
+    def _run_available(self) -> None:
+        """Process every complete frame in the pending input; queue the completed output."""
+        n_fft, hop = self.cfg.n_fft, self.cfg.hop
+        available = 0 if len(self._pending) < n_fft else (len(self._pending) - n_fft) // hop + 1
+        while available > 0:
+            count = min(available, self.MAX_FRAMES_PER_CALL)
+            self._run_frames(count)
+            available -= count
+
+    def _run_frames(self, count: int) -> None:
+        n_fft, hop = self.cfg.n_fft, self.cfg.hop
+        idx = np.arange(n_fft)[None, :] + hop * np.arange(count)[:, None]
+        out_frames, mask = self._masked_frames(np.ascontiguousarray(self._pending[idx]))
+        if self.gain_band is not None:
+            self.frame_gains.extend(
+                mask[:, self.gain_band[0] : self.gain_band[1]].mean(1).tolist())
+        # Overlapping sqrt-Hann^2 windows sum to n_fft / (2 hop) (1 at 50 % overlap).
+        norm = n_fft / (2 * hop)
+        done = []
+        for frame in out_frames:
+            self._ola += frame
+            done.append(self._ola[:hop] / norm)
+            self._ola = np.concatenate([self._ola[hop:], np.zeros(hop, np.float32)])
+        self._pending = self._pending[count * hop :]
+        self._frames_done += count
+        ready = np.concatenate(done)
+        cut = min(self._skip, len(ready))
+        self._skip -= cut
+        self._queue = np.concatenate([self._queue, ready[cut:]])
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        """Feed ``chunk: [n]`` samples; returns ``[n]`` samples of the delayed output stream."""
+        chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        self._received += len(chunk)
+        self._pending = np.concatenate([self._pending, chunk])
+        self._run_available()
+        out, self._queue = self._queue[: len(chunk)], self._queue[len(chunk) :]
+        return out
+
+    def flush(self) -> np.ndarray:
+        """End of stream: returns the last ``latency`` samples of the output stream.
+
+        Mirrors the offline iSTFT exactly: the last frame is the one offline computes
+        (``N // hop``), and the positions after it are divided by the window envelope of the
+        frames that cover them, as ``torch.istft`` does.
+        """
+        n_fft, hop, half = self.cfg.n_fft, self.cfg.hop, self.cfg.n_fft // 2
+        n = self._received
+        last = n // hop  # index of the last frame of the offline STFT
+        remaining = last + 1 - self._frames_done
+        if remaining > 0:
+            need = n_fft + hop * (remaining - 1)
+            pad = np.zeros(max(0, need - len(self._pending)), np.float32)
+            self._pending = np.concatenate([self._pending, pad])[:need]
+            self._run_available()
+        # Output positions completed so far (first `half` popped samples were padding).
+        completed = self._frames_done * hop - half
+        tail_len = n - completed
+        if tail_len > 0:
+            w2 = self.window_np.astype(np.float64) ** 2
+            positions = completed + np.arange(tail_len)
+            envelope = np.zeros(tail_len)
+            for t in range(max(0, last - n_fft // hop), last + 1):
+                offset = positions - (t * hop - half)
+                inside = (offset >= 0) & (offset < n_fft)
+                envelope[inside] += w2[offset[inside]]
+            tail = self._ola[:tail_len] / np.maximum(envelope, 1e-11)
+            self._queue = np.concatenate([self._queue, tail.astype(np.float32)])
+        out, self._queue = self._queue, np.zeros(0, np.float32)
+        return out
+
+    def enhance(self, audio: np.ndarray, chunk: int = 160) -> np.ndarray:
+        """Convenience: stream ``audio`` through in ``chunk``-sample pieces (160 = 10 ms) and
+        return the latency-compensated output, the same length as ``audio``."""
+        self.reset()
+        pieces = [self.process(audio[i : i + chunk]) for i in range(0, len(audio), chunk)]
+        pieces.append(self.flush())
+        return np.concatenate(pieces)[self.latency : self.latency + len(audio)]
+
+
+class ChannelPipeline:
+    """One channel of any rate through the model in blocks, carrying all state across blocks.
+
+    resample to 16 kHz -> :class:`FrameStream` (latency removed) -> resample back, plus the part
+    of the input the 16 kHz round trip loses (above 8 kHz for 44.1/48 kHz input), scaled per
+    frame by the mean applied mask of the model bands next to it (see :func:`high_band`), so
+    hiss up there is attenuated when the model attenuates the top of its band, air and
+    sibilance of speech survive when it keeps it, and strength 0 returns the input exactly.
+    soxr's streaming resampler gives exactly the whole-signal result, so the concatenated output
+    equals ``Enhancer(audio, rate)`` for any blocking (tested).
+    """
+
+    def __init__(self, make_stream: Callable[[tuple[int, int] | None], FrameStream],
+                 stft_cfg: StftGeometryLike, rate: int):
+        """``make_stream(gain_band)`` builds the backend's :class:`FrameStream`."""
+        self.rate = rate
+        self.resampled = rate != MODEL_RATE
+        self.stream = make_stream(high_band(stft_cfg, rate))
+        self._to_drop = self.stream.latency
+        self._frame_seconds = stft_cfg.hop / MODEL_RATE
+        if self.resampled:
+            def make(a: int, b: int) -> soxr.ResampleStream:
+                return soxr.ResampleStream(a, b, 1, dtype="float32", quality="VHQ")
+
+            self._down, self._up, self._round_trip = (
+                make(rate, MODEL_RATE), make(MODEL_RATE, rate), make(MODEL_RATE, rate))
+        self._input = self._enhanced = self._low = np.zeros(0, np.float32)
+        self._emitted = 0
+
+    def push(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        """Feed the next ``block: [n]`` of input; returns the output that is complete so far.
+        After the ``last`` block, everything has been returned (as many samples as were fed)."""
+        block = np.asarray(block, dtype=np.float32)
+        low = self._down.resample_chunk(block, last=last) if self.resampled else block
+        enhanced = self.stream.process(low)
+        if last:
+            enhanced = np.concatenate([enhanced, self.stream.flush()])
+        cut = min(self._to_drop, len(enhanced))
+        enhanced, self._to_drop = enhanced[cut:], self._to_drop - cut
+        if not self.resampled:
+            return enhanced
+        self._input = np.concatenate([self._input, block])
+        self._enhanced = np.concatenate([self._enhanced,
+                                         self._up.resample_chunk(enhanced, last=last)])
+        self._low = np.concatenate([self._low, self._round_trip.resample_chunk(low, last=last)])
+        if last:
+            n = len(self._input)
+            self._enhanced, self._low = fit_length(self._enhanced, n), fit_length(self._low, n)
+        else:
+            n = min(len(self._input), len(self._enhanced), len(self._low))
+        gains = np.asarray(self.stream.frame_gains, dtype=np.float64)
+        times = (self._emitted + np.arange(n)) / self.rate
+        gain = np.interp(times, np.arange(len(gains)) * self._frame_seconds, gains)
+        out = self._enhanced[:n] + gain.astype(np.float32) * (self._input[:n] - self._low[:n])
+        self._input, self._enhanced, self._low = (
+            self._input[n:], self._enhanced[n:], self._low[n:])
+        self._emitted += n
+        return out.astype(np.float32)
+
+
+def fit_length(x: np.ndarray, n: int) -> np.ndarray:
+    """Trim or zero-pad ``x`` to ``n`` samples (resampler round trips may be off by one)."""
+    if len(x) >= n:
+        return x[:n]
+    return np.pad(x, (0, n - len(x)))
+
+
+class PipelineFactory(Protocol):
+    """Anything that makes per-channel pipelines: ``Enhancer`` and ``OnnxEnhancer``."""
+
+    def pipeline(self, rate: int) -> ChannelPipeline: ...
+
+
+def enhance_array(enhancer: PipelineFactory, audio: np.ndarray, rate: int) -> np.ndarray:
+    """``audio: [samples]`` or ``[channels, samples]`` at ``rate`` through fresh pipelines in one
+    block; same shape and length out. Validates the input like the file path does."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.size == 0:
+        raise ValueError("audio has 0 samples")
+    if not np.all(np.isfinite(audio)):
+        raise ValueError("audio contains NaN or infinite samples")
+    if audio.ndim not in (1, 2):
+        raise ValueError(f"audio must be [samples] or [channels, samples], got {audio.shape}")
+    if rate <= 0:
+        raise ValueError(f"sample rate must be positive, got {rate}")
+    channels = audio[None] if audio.ndim == 1 else audio
+    out = np.stack([enhancer.pipeline(rate).push(ch, last=True) for ch in channels])
+    return out[0] if audio.ndim == 1 else out
+
+
+def enhance_file(enhancer: PipelineFactory, src: Path, dst: Path, overwrite: bool = False,
+                 progress: bool = False) -> dict:
+    """Enhance one file into ``dst`` (same rate, channels and length), block by block in bounded
+    memory, written atomically. Returns a summary dict. Raises AudioError for bad files."""
+    from tqdm import tqdm
+
+    src, dst = Path(src), Path(dst)
+    if dst.resolve() == src.resolve():
+        raise AudioError(dst, "output would overwrite the input; choose another -o")
+    with open_audio(src) as handle:
+        rate, channels, frames = handle.samplerate, handle.channels, handle.frames
+        block = max(1, int(BLOCK_SECONDS * rate))
+        pipes = [enhancer.pipeline(rate) for _ in range(channels)]
+        with AtomicAudioWriter(dst, rate, channels, overwrite) as writer:
+            bar = tqdm(total=frames / rate, unit="s", desc=src.name, leave=False,
+                       disable=not progress or frames < 60 * rate, bar_format="{l_bar}{bar}| "
+                       "{n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
+            done = 0
+            for data in read_blocks(handle, src, block):
+                done += data.shape[-1]
+                last = done >= frames
+                writer.write(np.stack([p.push(ch, last) for p, ch in zip(pipes, data,
+                                                                          strict=True)]))
+                bar.update(data.shape[-1] / rate)
+            if done < frames or writer.frames != frames:
+                raise AudioError(src, f"file ended after {done} of {frames} samples; is it "
+                                 "truncated?")
+            bar.close()
+            writer.commit()
+    return {"input": str(src), "output": str(dst), "seconds": frames / rate,
+            "rate": rate, "channels": channels}
