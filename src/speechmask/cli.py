@@ -107,10 +107,10 @@ def _train_config(args: argparse.Namespace):
     )
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .data import Corpus
-    from .train import train
-
+def _prepare_train(args: argparse.Namespace):
+    """Check --out against --resume/--overwrite and return the run's TrainConfig (from
+    last.pt when resuming). Runs where the run folder is: in the launching process, or on rank 0
+    of a multi-process run."""
     out = Path(args.out)
     if args.resume and not (out / "last.pt").is_file():
         raise UserError(f"{out / 'last.pt'}: nothing to resume; drop --resume to start fresh")
@@ -134,18 +134,90 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = replace(cfg, threads=args.threads, device=args.device)
         if args.patience_given:
             cfg = replace(cfg, patience=args.patience)
-    if args.data:
-        from .importers import load_user_data, make_train_dataset
+    return cfg
 
-        user = load_user_data(args.data)
-        result = train(cfg, out, valid=user.valid, resume=args.resume, progress=not args.quiet,
-                       train_set=make_train_dataset(user, cfg.mix, cfg.target, cfg.seed))
-    else:
-        result = train(cfg, out, corpus=Corpus(args.corpus), resume=args.resume,
-                       progress=not args.quiet)
-    best = result["best"]
-    print(f"trained {result['epochs']} epochs in {result['seconds'] / 60:.1f} min; best valid "
-          f"SNR {best['valid_snr_db']:.2f} dB at epoch {best['epoch']}; model: {out / 'best.pt'}")
+
+def _launch_train(args: argparse.Namespace) -> int:
+    """Run this same command in ``--nproc`` processes on this machine, started the way
+    ``torchrun --standalone`` starts them (torch's elastic launcher). The workers see --nproc
+    again but, started by torchrun, do not launch further processes."""
+    import signal
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=args.nproc,
+                          run_id=uuid.uuid4().hex, rdzv_backend="c10d",
+                          rdzv_endpoint="localhost:0", max_restarts=0)
+    # Its multi-line failure report would bury the worker's own one-line error.
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    log.info("starting %d training processes", args.nproc)
+    # The launcher installs signal handlers raising its SignalException and leaves them.
+    handled = [sig for sig in (getattr(signal, name, None) for name in
+                               ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")) if sig is not None]
+    handlers = {sig: signal.getsignal(sig) for sig in handled}
+    try:
+        elastic_launch(config, sys.executable)("-m", "speechmask", *args.argv)
+    except ChildFailedError as err:
+        rank, failure = err.get_first_failure()
+        raise UserError(f"training process {rank} of {args.nproc} failed (exit code "
+                        f"{failure.exitcode}); see its message above") from None
+    except SignalException:
+        raise KeyboardInterrupt from None
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None:  # None: set outside Python, cannot be put back
+                signal.signal(sig, handler)
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import distributed
+    from .data import Corpus
+    from .train import resolve_device, train
+
+    if args.nproc is not None and args.nproc < 1:
+        raise UserError(f"--nproc must be >= 1, got {args.nproc}")
+    device = resolve_device(args.device)
+    if args.nproc is not None and args.nproc > 1 and not distributed.launched_by_torchrun():
+        _prepare_train(args)  # refuse a bad --out here, before any process starts
+        return _launch_train(args)
+    ctx = distributed.init_from_env(device)  # single process unless started by torchrun
+    if not ctx.is_main:
+        logging.getLogger("speechmask").setLevel(logging.WARNING)  # rank 0 reports for all
+    elif args.nproc is not None and args.nproc != ctx.local_world_size:
+        log.warning("--nproc %d ignored: torchrun started %d processes here", args.nproc,
+                    ctx.local_world_size)
+    out = Path(args.out)
+    try:
+        cfg = distributed.on_main(ctx, lambda: _prepare_train(args))
+        if args.data:
+            from .importers import load_user_data, make_train_dataset
+
+            user = load_user_data(args.data)
+            result = train(cfg, out, valid=user.valid, resume=args.resume,
+                           progress=not args.quiet, dist=ctx,
+                           train_set=make_train_dataset(user, cfg.mix, cfg.target, cfg.seed))
+        else:
+            result = train(cfg, out, corpus=Corpus(args.corpus), resume=args.resume,
+                           progress=not args.quiet, dist=ctx)
+        if args.dump_weights:  # tests: each rank's final weights, to compare across ranks
+            import torch
+
+            Path(args.dump_weights).mkdir(parents=True, exist_ok=True)
+            torch.save(result["model"].state_dict(),
+                       Path(args.dump_weights) / f"rank{ctx.rank}.pt")
+    except distributed.MainRankFailed:
+        return EXIT_ERROR  # rank 0 has reported the error
+    finally:
+        distributed.cleanup(ctx)
+    if ctx.is_main:
+        best = result["best"]
+        print(f"trained {result['epochs']} epochs in {result['seconds'] / 60:.1f} min; best "
+              f"valid SNR {best['valid_snr_db']:.2f} dB at epoch {best['epoch']}; model: "
+              f"{out / 'best.pt'}")
     return EXIT_OK
 
 
@@ -542,10 +614,17 @@ def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
                          f"{tdef.patience}; 0 = never)")
     tr.add_argument("--valid-count", type=int, default=None)
     tr.add_argument("--seed", type=int, default=tdef.seed)
-    tr.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    tr.add_argument("--threads", type=int, default=0,
+                    help="torch threads per process (0 = all cores, split between processes)")
     tr.add_argument("--device", choices=("cpu", "cuda", "auto"), default=tdef.device)
+    tr.add_argument("--nproc", type=int, default=None, metavar="N",
+                    help="train with N processes on this machine (DistributedDataParallel; "
+                         "--batch-size stays the global batch); for several machines start "
+                         "`torchrun ... -m speechmask train` on each instead")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
     tr.add_argument("--overwrite", action="store_true", help="start again in a used --out")
+    # Tests: every process saves its final weights to DIR/rank<R>.pt.
+    tr.add_argument("--dump-weights", default=None, metavar="DIR", help=argparse.SUPPRESS)
     tr.set_defaults(func=cmd_train)
 
     ft = sub.add_parser("finetune", help="adapt a model to your data or your noise")
@@ -695,6 +774,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown and getattr(args, "func", None) is not _needs_torch:
         args = parser.parse_args(argv)  # reports the unknown arguments as usual
     if getattr(args, "command", None) == "train" and hasattr(args, "epochs"):
+        args.argv = argv  # `train --nproc N` re-runs this command line in N processes
         args.epochs_given = args.epochs is not None
         if args.epochs is None:
             from .train import TrainConfig

@@ -3,6 +3,7 @@ stopping, best/last checkpoints, exact resume, a CSV log and a loss-curve PNG.""
 
 from __future__ import annotations
 
+import copy
 import csv
 import logging
 import math
@@ -10,6 +11,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from . import distributed
 from .data import (
     AugmentConfig,
     Corpus,
@@ -27,6 +30,7 @@ from .data import (
     eval_pairs,
     load_files,
 )
+from .distributed import DistContext
 from .features import StftConfig, compress, istft, stft
 from .masks import ideal_mask
 from .metrics import snr_db
@@ -55,6 +59,9 @@ class TrainConfig:
     # Examples per optimiser step. 16 x 2 s: on CPU the LSTM costs the same per frame at any
     # batch, so small batches give more updates per minute (batch 32 x 3 s reached 8.4 dB valid
     # SNR after 4 epochs = 500 steps and was dropped for this).
+    # This is the global batch: with N training processes each takes about batch_size / N of
+    # every batch (see distributed.shard_batches), so steps per epoch, the schedule and the
+    # gradients (up to rounding and dropout) match a single-process run of the same config.
     batch_size: int = 16
     # Epochs (each MixConfig.examples_per_epoch fresh mixtures); the cosine schedule spans them.
     # 30 x 4000 x 2 s = 67 h of mixtures (7500 steps), ~55 min on 2 idle cores for 2x384 LSTM.
@@ -76,7 +83,8 @@ class TrainConfig:
     # Fine-tuning: keep the first recurrent layer's weights fixed (the low-level spectral
     # features it learned on the big corpus transfer; fewer weights adapt to little data).
     freeze_first_layer: bool = False
-    # Torch intra-op threads (0 = all cores).
+    # Torch intra-op threads per process (0 = all cores; with several training processes on a
+    # machine, 0 = its cores split evenly between them).
     threads: int = 0
     # "cpu", "cuda" or "auto".
     device: str = "cpu"
@@ -156,12 +164,17 @@ def enhance_batch(model: MaskNet, noisy: np.ndarray, stft_cfg: StftConfig) -> np
 
 @torch.no_grad()
 def validate(
-    model: MaskNet, cfg: TrainConfig, pairs: list[EvalPair], stft_cfg: StftConfig
+    model: MaskNet, cfg: TrainConfig, pairs: list[EvalPair], stft_cfg: StftConfig,
+    dist: DistContext = distributed.SINGLE,
 ) -> dict[str, float]:
-    """Mean validation loss and mean output SNR (dB) over the fixed valid pairs."""
+    """Mean validation loss and mean output SNR (dB) over the fixed valid pairs.
+
+    With several processes each scores every ``world_size``-th pair and the sums are
+    all-reduced; rank 0's means are then broadcast so that early stopping and the choice of
+    ``best.pt`` are decided on bit-identical numbers everywhere."""
     model.eval()
     losses, snrs = [], []
-    for p in pairs:
+    for p in pairs[dist.rank::dist.world_size]:
         clean = torch.from_numpy(p.clean)[None]
         noisy = torch.from_numpy(p.noisy)[None]
         noisy_spec, clean_spec = stft(noisy, stft_cfg), stft(clean, stft_cfg)
@@ -171,7 +184,12 @@ def validate(
         est = istft(noisy_spec * mask, noisy.shape[-1], stft_cfg)[0].numpy()
         snrs.append(snr_db(p.clean, est))
     model.train()
-    return {"valid_loss": float(np.mean(losses)), "valid_snr_db": float(np.mean(snrs))}
+    if not dist.enabled:
+        return {"valid_loss": float(np.mean(losses)), "valid_snr_db": float(np.mean(snrs))}
+    loss_sum, snr_sum, n = distributed.all_reduce_sum(dist, [sum(losses), sum(snrs),
+                                                             len(losses)])
+    return distributed.broadcast_object(dist, {"valid_loss": loss_sum / n,
+                                               "valid_snr_db": snr_sum / n})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,6 +259,30 @@ def feature_statistics(model: MaskNet, dataset: MixtureDataset, n: int = 256) ->
     return feats.mean(0), feats.std(0)
 
 
+def _write_epoch(
+    out: Path, cfg: TrainConfig, model: MaskNet, opt: torch.optim.Optimizer,
+    stft_cfg: StftConfig, rows: list[dict], epoch: int, improved: bool, counters: dict,
+) -> None:
+    """An epoch's files: ``best.pt`` if it improved, ``last.pt`` (with optimiser state, RNG,
+    log and ``counters`` = step/best/stale for resuming), the CSV log and the loss curve."""
+    common = {"train_config": config_to_dict(cfg), "epoch": epoch, "metrics": rows[-1]}
+    if improved:
+        ckpt.save(out / "best.pt", ckpt.model_payload(model, stft_cfg, **common))
+    ckpt.save(out / "last.pt", {
+        **ckpt.model_payload(model, stft_cfg, **common),
+        "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "log": rows,
+        **counters,
+    })
+    write_log(rows, out)
+    plot_curves(rows, out / "loss_curve.png",
+                f"{cfg.model.cell.upper()} {cfg.model.layers}x{cfg.model.hidden}, "
+                f"{cfg.target.upper()}, loss {cfg.loss}")
+
+
+def _ask(on_epoch: Callable[[dict], bool], row: dict) -> bool:
+    return bool(on_epoch(row))
+
+
 def train(
     cfg: TrainConfig,
     out_dir: str | os.PathLike,
@@ -253,6 +295,7 @@ def train(
     train_set: torch.utils.data.Dataset | None = None,
     progress: bool = True,
     on_epoch: Callable[[dict], bool] | None = None,
+    dist: DistContext = distributed.SINGLE,
 ) -> dict:
     """Train a model and return the best validation metrics.
 
@@ -263,12 +306,23 @@ def train(
     ``valid`` are (imported user data). ``init_model`` starts from given weights.
     ``on_epoch(row)`` is called after each epoch's checkpoints are written, with that epoch's
     log row; returning True stops training there (hyper-parameter search prunes with it).
+
+    ``dist`` (from :func:`speechmask.distributed.init_from_env`, in every process of a
+    torchrun launch) trains with DistributedDataParallel: each rank loads the data, takes its
+    share of every global batch (:attr:`TrainConfig.batch_size`) and validates its share of
+    the valid pairs. Rank 0 alone logs, shows progress, reads ``last.pt`` (handing it to the
+    others) and writes every file - in the same format as a single process, so ``resume``,
+    evaluation and export do not care how a run was trained - and calls ``on_epoch``. Every rank
+    returns the same result; ``"model"`` is this rank's trained model (last epoch's weights).
     """
+    main = dist.is_main
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    device = distributed.local_device(dist, resolve_device(cfg.device))
+    threads = cfg.threads or distributed.default_threads(dist)
+    if threads > 0:
+        torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     stft_cfg = StftConfig()
 
@@ -276,7 +330,8 @@ def train(
         raise DataError("a custom training set needs validation pairs too")
     if train_set is None and (speech is None or noise is None or valid is None):
         corpus = corpus if corpus is not None else Corpus()
-        log.info("loading corpus from %s", corpus.root)
+        if main:
+            log.info("loading corpus from %s", corpus.root)
         speech = speech if speech is not None else load_files(corpus.select("train", "speech"))
         noise = noise if noise is not None else load_files(corpus.select("train", "noise"))
         valid = valid if valid is not None else eval_pairs(corpus, "valid", cfg.valid_count)
@@ -289,7 +344,8 @@ def train(
     if init_model is not None:
         model.load_state_dict(init_model.state_dict())
     else:
-        mean, std = feature_statistics(model, dataset)
+        # Computed once (every rank would get the same numbers, but they share the cores).
+        mean, std = distributed.on_main(dist, lambda: feature_statistics(model, dataset))
         model.set_normalization(mean, std)
     model.to(device)
     if cfg.freeze_first_layer:
@@ -305,7 +361,7 @@ def train(
     start_epoch, step, best, stale = 0, 0, -math.inf, 0
     last_path = out / "last.pt"
     if resume:
-        state = ckpt.load_raw(last_path)
+        state = distributed.on_main(dist, lambda: ckpt.load_raw(last_path))
         try:
             model.load_state_dict(state["state_dict"])
             opt.load_state_dict(state["optimizer"])
@@ -315,73 +371,83 @@ def train(
                 state["stale"])
         except (KeyError, ValueError, RuntimeError, TypeError) as err:
             raise ckpt.CheckpointError(f"{last_path}: cannot resume from it ({err})") from None
-        log.info("resuming after epoch %d (best valid SNR %.2f dB)", start_epoch, best)
+        if main:
+            log.info("resuming after epoch %d (best valid SNR %.2f dB)", start_epoch, best)
+    # What runs forward and backward; `model` stays the plain MaskNet that is saved/validated.
+    net = distributed.wrap_model(dist, model, device)
 
     loader_gen = torch.Generator().manual_seed(cfg.seed)
     t0 = time.time() - (rows[-1]["seconds"] if rows else 0.0)
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.patience and stale >= cfg.patience:
-            log.info("early stop: no valid SNR gain for %d epochs", stale)
+            if main:
+                log.info("early stop: no valid SNR gain for %d epochs", stale)
             break
         dataset.set_epoch(epoch)
         loader_gen.manual_seed(cfg.seed * 1000 + epoch)
+        # The same order on every rank, and the order single-process runs always had: a
+        # DataLoader(shuffle=True, generator=g) draws a base seed from g, then shuffles with g.
+        torch.empty((), dtype=torch.int64).random_(generator=loader_gen)
+        order = torch.randperm(len(dataset), generator=loader_gen).tolist()
+        parts = distributed.shard_batches(order, cfg.batch_size, dist.rank, dist.world_size)
+        if dist.enabled:
+            # Dropout draws its own stream on each rank, fixed by (seed, epoch, rank): masks
+            # differ between ranks and a resumed run repeats the killed one exactly.
+            torch.manual_seed((cfg.seed * 1000 + epoch) * 1000 + dist.rank)
+        # generator=: the loader's own seed draw must not touch the global (dropout) stream.
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=cfg.batch_size, shuffle=True, generator=loader_gen,
-            num_workers=0, drop_last=False,
-        )
-        model.train()
+            dataset, batch_sampler=[part for part, _ in parts], generator=loader_gen,
+            num_workers=0)
+        net.train()
         total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and main),
                    leave=False, unit="batch")
-        for batch in bar:
+        for batch, (_, weight) in zip(bar, parts, strict=True):
             lr = lr_at(step, total_steps, cfg)
             for group in opt.param_groups:
                 group["lr"] = lr
             noisy = batch["noisy"].to(device)
             clean = batch["clean"].to(device)
             noisy_spec, clean_spec = stft(noisy, stft_cfg), stft(clean, stft_cfg)
-            mask, _ = model(noisy_spec.abs())
+            mask, _ = net(noisy_spec.abs())
             loss = compute_loss(cfg, mask, batch["mask"].to(device), noisy_spec, clean_spec)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * weight if dist.enabled else loss).backward()
             torch.nn.utils.clip_grad_norm_(trainable, cfg.clip_norm)
             opt.step()
             step += 1
-            total += loss.item() * len(noisy)
-            count += len(noisy)
-            bar.set_postfix(loss=f"{total / count:.4f}", lr=f"{lr:.1e}")
-        model.cpu()
-        metrics = validate(model, cfg, valid, stft_cfg)
-        model.to(device)
+            if weight > 0:
+                total += loss.item() * len(noisy)
+                count += len(noisy)
+            bar.set_postfix(loss=f"{total / max(count, 1):.4f}", lr=f"{lr:.1e}")
+        if dist.enabled:
+            total, count = distributed.all_reduce_sum(dist, [total, count])
+        # Validation runs on the CPU (numpy I/O, full-length pairs); a copy keeps a CUDA model
+        # where DDP expects it.
+        metrics = validate(model if device.type == "cpu" else copy.deepcopy(model).cpu(), cfg,
+                           valid, stft_cfg, dist)
         row = {"epoch": epoch + 1, "step": step, "lr": lr_at(step, total_steps, cfg),
                "train_loss": total / max(count, 1), **metrics, "seconds": time.time() - t0}
+        row = distributed.broadcast_object(dist, row)  # rank 0's clock, for identical logs
         rows.append(row)
-        log.info("epoch %d: train loss %.4f, valid loss %.4f, valid SNR %.2f dB (%.0f s)",
-                 row["epoch"], row["train_loss"], row["valid_loss"], row["valid_snr_db"],
-                 row["seconds"])
+        if main:
+            log.info("epoch %d: train loss %.4f, valid loss %.4f, valid SNR %.2f dB (%.0f s)",
+                     row["epoch"], row["train_loss"], row["valid_loss"], row["valid_snr_db"],
+                     row["seconds"])
         improved = metrics["valid_snr_db"] > best
         best = max(best, metrics["valid_snr_db"])
         stale = 0 if improved else stale + 1
-        cpu_model = model.cpu()
-        common = {"train_config": config_to_dict(cfg), "epoch": epoch, "metrics": row}
-        if improved:
-            ckpt.save(out / "best.pt", ckpt.model_payload(cpu_model, stft_cfg, **common))
-        ckpt.save(last_path, {
-            **ckpt.model_payload(cpu_model, stft_cfg, **common),
-            "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "log": rows,
-            "step": step, "best": best, "stale": stale,
-        })
-        model.to(device)
-        write_log(rows, out)
-        plot_curves(rows, out / "loss_curve.png",
-                    f"{cfg.model.cell.upper()} {cfg.model.layers}x{cfg.model.hidden}, "
-                    f"{cfg.target.upper()}, loss {cfg.loss}")
-        if on_epoch is not None and on_epoch(row):
-            log.info("stopped after epoch %d by on_epoch", row["epoch"])
+        distributed.check_same_weights(dist, model)  # rank 0's files stand for every rank
+        distributed.on_main(dist, partial(
+            _write_epoch, out, cfg, model, opt, stft_cfg, rows, epoch, improved,
+            {"step": step, "best": best, "stale": stale}))
+        if on_epoch is not None and distributed.on_main(dist, partial(_ask, on_epoch, row)):
+            if main:
+                log.info("stopped after epoch %d by on_epoch", row["epoch"])
             break
     best_row = max(rows, key=lambda r: r["valid_snr_db"])
     return {"best": best_row, "epochs": len(rows), "seconds": rows[-1]["seconds"],
-            "parameters": model.parameter_count()}
+            "parameters": model.parameter_count(), "model": model}
 
 
 def with_overrides(cfg: TrainConfig, **kw) -> TrainConfig:
