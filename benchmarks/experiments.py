@@ -11,11 +11,11 @@ after a kill. Prints a markdown table: valid SNR / SI-SDR (and PESQ / STOI with 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 BASE = ["--cell", "lstm", "--hidden", "256", "--target", "irm", "--loss", "bce+snr"]
@@ -52,6 +52,9 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=2000)
     parser.add_argument("--full", action="store_true", help="also PESQ and STOI")
     parser.add_argument("--only", default=None, help="comma list of row numbers to run")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads per training run (0 = all cores)")
+    parser.add_argument("--jobs", type=int, default=1, help="evaluation worker processes")
     args = parser.parse_args()
     out = Path(args.out)
     rows = list(ROWS.items())
@@ -66,16 +69,18 @@ def main() -> None:
                  *_override(BASE, extra), *budget]
         log = run_dir / "train_log.csv"
         done = log.is_file() and len(log.read_text().splitlines()) - 1 >= args.epochs
-        t0 = time.time()
         if not done:
             resume = ["--resume"] if (run_dir / "last.pt").is_file() else []
-            subprocess.run(train + resume, check=True)
-        minutes = (time.time() - t0) / 60
+            subprocess.run(train + resume + ["--threads", str(args.threads)], check=True)
+        # Training wall time as the run logged it (cumulative over resumes).
+        with log.open() as handle:
+            minutes = float(list(csv.DictReader(handle))[-1]["seconds"]) / 60
         metrics = "snr,si_sdr,pesq,stoi" if args.full else "snr,si_sdr"
         report = run_dir / "valid.json"
         subprocess.run(["speechmask", "-q", "evaluate", "--model", str(run_dir / "best.pt"),
                         "--set", "valid", "--systems", "model", "--metrics", metrics,
-                        "--json", str(report)], check=True, stdout=subprocess.DEVNULL)
+                        "--jobs", str(args.jobs), "--json", str(report)], check=True,
+                       stdout=subprocess.DEVNULL)
         overall = json.loads(report.read_text())["overall"]["model"]
         table.append((label, overall, minutes, " ".join(shlex.quote(a) for a in train[2:])))
         print(f"row {i} done: {label}: {overall}", file=sys.stderr)
