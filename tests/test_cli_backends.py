@@ -147,3 +147,25 @@ def test_without_torch_the_python_api_points_to_onnx():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a GPU-less machine")
+@pytest.mark.parametrize("command", [
+    ["enhance", str(SAMPLE), "-o", "{tmp}/o.wav"],
+    ["evaluate", "--set", "valid", "--count", "1", "--systems", "model"],
+    ["finetune", "--noise", str(SAMPLE), "--out", "{tmp}/ft", "--epochs", "1"],
+    ["train", "--out", "{tmp}/run", "--epochs", "1"],
+])
+def test_device_cuda_without_gpu_is_one_line(capsys, tmp_path, command):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    code, _, err = run(capsys, *argv, "--device", "cuda")
+    assert code == 1 and "no CUDA GPU" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_device_auto_runs_where_it_can(capsys, tmp_path, models):
+    src = tmp_path / "in.wav"
+    sf.write(src, _noise(16000, 0.3, 1, 0), 16000)
+    code, _, err = run(capsys, "enhance", src, "-o", tmp_path / "o.wav", "--model", models[0],
+                       "--device", "auto")
+    assert code == 0, err

@@ -235,6 +235,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         epochs=args.epochs, lr=args.lr, freeze_first_layer=not args.no_freeze,
         examples_per_epoch=args.examples_per_epoch, seed=args.seed, threads=args.threads,
         metrics=tuple(args.metrics.split(",")), progress=not args.quiet,
+        base_cfg_overrides={"device": args.device},
     )
     print(format_before_after(result))
     before, after = result["before"].get("snr"), result["after"].get("snr")
@@ -283,7 +284,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         pairs_csv=Path(args.pairs) if args.pairs else None,
         split=args.set, count=args.count, corpus_dir=args.corpus,
         systems=tuple(args.systems.split(",")), metrics=tuple(args.metrics.split(",")),
-        jobs=args.jobs, progress=not args.quiet,
+        jobs=args.jobs, progress=not args.quiet, device=args.device,
     )
     print(format_table(report))
     if args.json:
@@ -338,9 +339,14 @@ def _resolve_backend(backend: str, model: str | None, prefer_onnx: bool = False)
     return "torch"
 
 
-def _load_enhancer(model: str | None, strength: float, backend: str, threads: int):
-    """An ``Enhancer`` (torch) or ``OnnxEnhancer`` for the resolved backend."""
+def _load_enhancer(model: str | None, strength: float, backend: str, threads: int,
+                   device: str = "cpu"):
+    """An ``Enhancer`` (torch, on ``device``) or ``OnnxEnhancer`` (CPU) for the backend."""
+    if device != "cpu" and backend == "auto":
+        backend = "torch"  # a GPU means the torch backend
     if _resolve_backend(backend, model) == "onnx":
+        if device == "cuda":
+            raise UserError("--device cuda runs the torch backend; drop --backend onnx")
         from .onnx_backend import OnnxEnhancer
 
         return OnnxEnhancer.load(model, strength=strength, threads=threads)
@@ -349,17 +355,17 @@ def _load_enhancer(model: str | None, strength: float, backend: str, threads: in
     from .enhance import Enhancer
 
     torch.set_num_threads(threads)
-    return Enhancer.load(model, strength=strength)
+    return Enhancer.load(model, strength=strength, device=device)
 
 
 # The enhancer of a --jobs worker process (loaded once per process by _init_worker).
 _WORKER_ENHANCER = None
 
 
-def _init_worker(model: str | None, strength: float, backend: str) -> None:
+def _init_worker(model: str | None, strength: float, backend: str, device: str) -> None:
     global _WORKER_ENHANCER
     logging.basicConfig(level=logging.WARNING)
-    _WORKER_ENHANCER = _load_enhancer(model, strength, backend, threads=1)
+    _WORKER_ENHANCER = _load_enhancer(model, strength, backend, threads=1, device=device)
 
 
 def _enhance_in_worker(src: Path, dst: Path) -> tuple[dict | None, str | None]:
@@ -426,7 +432,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(todo), desc="enhance", unit="file", disable=args.quiet or len(todo) < 2)
     if workers == 1:
         enhancer = _load_enhancer(args.model, args.strength, args.backend,
-                                  threads=os.cpu_count() or 1)
+                                  threads=os.cpu_count() or 1, device=args.device)
         for src, dst in todo:
             try:
                 report(src, dst, enhance_file(enhancer, src, dst, overwrite=True,
@@ -438,11 +444,13 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        _load_enhancer(args.model, args.strength, args.backend, threads=1)  # fail fast, once
+        # Fail fast, once, on a bad model or device.
+        _load_enhancer(args.model, args.strength, args.backend, threads=1, device=args.device)
         # spawn, not fork: a forked child of a process that has run torch can hang in OpenMP.
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_init_worker,
-                                 initargs=(args.model, args.strength, args.backend)) as pool:
+                                 initargs=(args.model, args.strength, args.backend,
+                                           args.device)) as pool:
             futures = {pool.submit(_enhance_in_worker, src, dst): (src, dst)
                        for src, dst in todo}
             for future in as_completed(futures):
@@ -645,6 +653,8 @@ def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
     ft.add_argument("--seed", type=int, default=0)
     ft.add_argument("--threads", type=int, default=0)
     ft.add_argument("--overwrite", action="store_true")
+    ft.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                    help="where to train (auto: CUDA when present)")
     ft.set_defaults(func=cmd_finetune)
 
     tu = sub.add_parser("tune", help="hyper-parameter search with Optuna (resumable, "
@@ -675,6 +685,8 @@ def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                     help="processes for PESQ/STOI scoring")
     ev.add_argument("--json", default=None, help="also write the report as JSON")
+    ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                    help="where the model runs (auto: CUDA when present)")
     ev.set_defaults(func=cmd_evaluate)
 
 
@@ -730,6 +742,8 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--format", choices=("wav", "flac"), default=None,
                     help="output format for folders (default: keep .wav/.flac, else .wav)")
     en.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    en.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                    help="torch backend: where the model runs (auto: CUDA when present)")
     en.add_argument("--jobs", type=int, default=1,
                     help="files processed in parallel, one process each (0 = one per core)")
     en.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",

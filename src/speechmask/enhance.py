@@ -20,7 +20,7 @@ import torch
 from .audio import MODEL_RATE, resample
 from .checkpoint import load_model
 from .features import StftConfig, istft, stft
-from .model import MaskNet
+from .model import MaskNet, resolve_device
 from .pipeline import BLOCK_SECONDS, ChannelPipeline, enhance_file, fit_length, high_band
 
 __all__ = ["BLOCK_SECONDS", "ChannelPipeline", "Enhancer", "enhance_file"]
@@ -36,20 +36,24 @@ class Enhancer:
     """
 
     def __init__(self, model: MaskNet, stft_cfg: StftConfig, strength: float = 1.0,
-                 info: dict | None = None):
+                 info: dict | None = None, device: str | torch.device = "cpu"):
+        """``device``: ``cpu``, ``cuda`` or ``auto`` (CUDA when present); audio in and out
+        stays numpy on the CPU."""
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
-        self.model = model.eval()
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.model = model.eval().to(self.device)
         self.stft_cfg = stft_cfg
         self.strength = strength
         self.info = info or {}
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, strength: float = 1.0) -> Enhancer:
+    def load(cls, path: str | os.PathLike | None = None, strength: float = 1.0,
+             device: str | torch.device = "cpu") -> Enhancer:
         """Load a checkpoint (default: the shipped pretrained model)."""
         model, stft_cfg, payload = load_model(path)
-        return cls(model, stft_cfg, strength, {k: payload.get(k) for k in ("metrics",
-                                                                           "train_config")})
+        info = {k: payload.get(k) for k in ("metrics", "train_config")}
+        return cls(model, stft_cfg, strength, info, device)
 
     @torch.no_grad()
     def mask_16k(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,11 +62,11 @@ class Enhancer:
         The mask is ``1 - strength * (1 - mask)``: strength 0 is the input, 1 the full mask.
         """
         x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
-        spec = stft(x, self.stft_cfg)
+        spec = stft(x.to(self.device), self.stft_cfg)
         mask, _ = self.model(spec.abs())
         mask = 1.0 - self.strength * (1.0 - mask)
         out = istft(spec * mask, x.shape[-1], self.stft_cfg)
-        return out[0].numpy(), mask[0].numpy()
+        return out[0].cpu().numpy(), mask[0].cpu().numpy()
 
     def _channel(self, audio: np.ndarray, rate: int) -> np.ndarray:
         n = audio.shape[-1]

@@ -46,8 +46,10 @@ def evaluate(
     metrics: Sequence[str] = tuple(METRICS),
     jobs: int = 1,
     progress: bool = True,
+    device: str = "cpu",
 ) -> dict:
-    """Score ``systems`` on a ``pairs.csv`` set or on the fixed ``split`` set built in memory.
+    """Score ``systems`` on a ``pairs.csv`` set or on the fixed ``split`` set built in memory
+    (the model runs on ``device``: cpu, cuda or auto).
 
     Returns a JSON-able report: ``overall``, ``by_snr`` and ``by_noise`` means per system and
     metric, plus the per-pair scores.
@@ -78,7 +80,7 @@ def evaluate(
     if "model" in systems:
         from .enhance import Enhancer
 
-        enhancer = Enhancer.load(model_path)
+        enhancer = Enhancer.load(model_path, device=device)
     estimates: list[tuple] = []
     for pid, clean, noisy, _, _ in tqdm(items, desc="enhance", disable=not progress,
                                         leave=False):

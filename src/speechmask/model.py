@@ -124,3 +124,14 @@ def describe(model: MaskNet, frames_per_second: float) -> dict:
         "macs_per_frame": macs,
         "mmacs_per_second": macs * frames_per_second / 1e6,
     }
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when a GPU is visible, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is available here; use --device cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu, cuda or auto, got {name!r}")
+    return torch.device(name)

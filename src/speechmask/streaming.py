@@ -25,7 +25,9 @@ class StreamingEnhancer(FrameStream):
     def __init__(self, model: MaskNet, stft_cfg: StftConfig = StftConfig(),
                  strength: float = 1.0, gain_band: tuple[int, int] | None = None):
         self.model = model.eval()
-        self.window = torch.hann_window(stft_cfg.n_fft, periodic=True).sqrt()
+        # Runs where the model's weights are (CPU, or a GPU for an Enhancer built with one).
+        self.device = next(model.parameters()).device
+        self.window = torch.hann_window(stft_cfg.n_fft, periodic=True, device=self.device).sqrt()
         super().__init__(stft_cfg, strength, gain_band)
 
     @classmethod
@@ -38,9 +40,9 @@ class StreamingEnhancer(FrameStream):
 
     @torch.no_grad()
     def _masked_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = torch.from_numpy(frames) * self.window
+        x = torch.from_numpy(frames).to(self.device) * self.window
         spec = torch.fft.rfft(x, dim=-1)  # [K, F]
         mask, self.state = self.model(spec.abs()[None], self.state)
         mask = self.apply_strength(mask[0])
         out = torch.fft.irfft(spec * mask, n=self.cfg.n_fft, dim=-1) * self.window
-        return out.numpy(), mask.numpy()
+        return out.cpu().numpy(), mask.cpu().numpy()

@@ -34,7 +34,7 @@ from .distributed import DistContext
 from .features import StftConfig, compress, istft, stft
 from .masks import ideal_mask
 from .metrics import snr_db
-from .model import MaskNet, ModelConfig
+from .model import MaskNet, ModelConfig, resolve_device  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -111,16 +111,6 @@ def config_from_dict(d: dict) -> TrainConfig:
     mix = dict(d["mix"])
     mix["augment"] = AugmentConfig(**mix["augment"])
     return TrainConfig(**{**d, "model": ModelConfig(**d["model"]), "mix": MixConfig(**mix)})
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA GPU is available here; use --device cpu")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu, cuda or auto, got {name!r}")
-    return torch.device(name)
 
 
 # ---------------------------------------------------------------------------------------------
