@@ -1,7 +1,11 @@
 """Enhancer: any rate / channel count in, same shape out; strength; the Python API."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from speechmask import checkpoint as ckpt
@@ -85,22 +89,29 @@ def test_silence_in_silence_out(tiny_model_path):
     assert np.all(out == 0)
 
 
-def test_readme_python_example(tmp_path):
-    """The README's Python example, run against the shipped default model."""
+README = Path(__file__).parents[1] / "README.md"
+README_SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("index", range(len(README_SNIPPETS)))
+def test_readme_python_examples(tmp_path, monkeypatch, index):
+    """Each Python example of the README, run as written from a folder holding data/."""
     if not ckpt.default_model_path().is_file():
         pytest.skip("no shipped model in this checkout")
-    import soundfile as sf
-
-    from speechmask import Enhancer as PublicEnhancer
-
-    noisy, rate = sf.read("data/samples/cafe_noisy.flac", dtype="float32")
-    enh = PublicEnhancer.load()
-    clean = enh(noisy, rate)
-    assert clean.shape == noisy.shape
+    (tmp_path / "data").symlink_to(README.parent / "data")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(README_SNIPPETS[index], f"README.md python example {index}", "exec"), namespace)
+    noisy, clean = namespace["noisy"], namespace["clean"]
+    assert clean.shape == noisy.shape and clean.dtype == np.float32
     from speechmask.metrics import snr_db
 
-    ref, _ = sf.read("data/samples/cafe_clean.flac", dtype="float32")
+    ref, _ = sf.read(README.parent / "data/samples/cafe_clean.flac", dtype="float32")
     assert snr_db(ref, clean) > snr_db(ref, noisy) + 5
+
+
+def test_readme_has_python_examples():
+    assert len(README_SNIPPETS) >= 2  # torch Enhancer and OnnxEnhancer
 
 
 @pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100, 48000])
