@@ -126,7 +126,8 @@ def test_block_pipeline_equals_whole_signal(tiny_model_path, rate, seed):
     pipe = enh.pipeline(rate)
     pieces, pos = [], 0
     while pos < len(audio):
-        size = int(rng.integers(1, rate // 3))
+        # Log-uniform sizes: tiny blocks (before any frame is complete) as well as long ones.
+        size = int(np.exp(rng.uniform(0.0, np.log(rate // 3))))
         pieces.append(pipe.push(audio[pos : pos + size], last=pos + size >= len(audio)))
         pos += size
     blocked = np.concatenate(pieces)

@@ -254,6 +254,8 @@ class ChannelPipeline:
             self._enhanced, self._low = fit_length(self._enhanced, n), fit_length(self._low, n)
         else:
             n = min(len(self._input), len(self._enhanced), len(self._low))
+        if n == 0 or not self.stream.frame_gains:  # small first blocks: nothing complete yet
+            return np.zeros(0, np.float32)
         gains = np.asarray(self.stream.frame_gains, dtype=np.float64)
         times = (self._emitted + np.arange(n)) / self.rate
         gain = np.interp(times, np.arange(len(gains)) * self._frame_seconds, gains)
