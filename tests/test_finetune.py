@@ -106,8 +106,9 @@ def test_finetune_on_unheard_hum_improves_snr(hum_run):
     for name in ("last.pt", "train_log.csv", "loss_curve.png"):
         assert (out / name).is_file(), name
     table = format_before_after(result)
-    assert table.splitlines()[0] == "| metric | before | after | change |"
-    assert f"| SNR dB | {before['snr']:.2f} | {after['snr']:.2f} | +" in table
+    assert table.splitlines()[1] == "| metric | noisy input | before | after | change |"
+    noisy = result["noisy"]["snr"]
+    assert f"| SNR dB | {noisy:.2f} | {before['snr']:.2f} | {after['snr']:.2f} | +" in table
 
 
 def test_freeze_first_layer_keeps_l0_weights(hum_run, base_model):
@@ -164,8 +165,8 @@ def test_split_noise_holds_out_tail():
 def test_format_before_after_handles_nan():
     table = format_before_after({"before": {"pesq": float("nan"), "stoi": 0.81234},
                                  "after": {"pesq": 2.5, "stoi": 0.85}})
-    assert "| PESQ-WB | n/a | 2.50 | n/a |" in table
-    assert "| STOI | 0.812 | 0.850 | +0.038 |" in table
+    assert "| PESQ-WB | n/a | n/a | 2.50 | n/a |" in table
+    assert "| STOI | n/a | 0.812 | 0.850 | +0.038 |" in table
 
 
 # ---------------------------------------------------------------------------------------------

@@ -422,15 +422,17 @@ def _jsonable(obj):
 
 
 def format_before_after(result: dict) -> str:
-    """A markdown table of the mean validation metrics before and after fine-tuning."""
-    before, after = result["before"], result["after"]
-    lines = ["| metric | before | after | change |", "|---|---:|---:|---:|"]
+    """A markdown table of the mean validation metrics of the unprocessed input and of the model
+    before and after fine-tuning."""
+    before, after, noisy = result["before"], result["after"], result.get("noisy", {})
+    lines = [f"{result.get('valid_pairs', '?')} validation pairs:",
+             "| metric | noisy input | before | after | change |", "|---|---:|---:|---:|---:|"]
     for m in before:
         b, a = before[m], after.get(m, float("nan"))
         digits = 3 if m == "stoi" else 2
         change = a - b
-        lines.append(f"| {METRIC_LABELS.get(m, m)} | {_num(b, digits)} | {_num(a, digits)} | "
-                     f"{_num(change, digits, sign=True)} |")
+        lines.append(f"| {METRIC_LABELS.get(m, m)} | {_num(noisy.get(m), digits)} | "
+                     f"{_num(b, digits)} | {_num(a, digits)} | {_num(change, digits, sign=True)} |")
     return "\n".join(lines)
 
 
