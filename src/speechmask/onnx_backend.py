@@ -20,7 +20,7 @@ import io
 import json
 import os
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +29,9 @@ import onnxruntime as ort
 
 from .atomic import write_atomic
 from .pipeline import ChannelPipeline, FrameStream, enhance_array, sqrt_hann
+from .stft_config import StftConfig
 
-if TYPE_CHECKING:  # only for annotations: importing these modules imports torch
-    from .features import StftConfig
+if TYPE_CHECKING:  # only for annotations: importing this module imports torch
     from .model import MaskNet
 
 # Metadata keys written into the ONNX model's metadata_props.
@@ -52,34 +52,9 @@ class OnnxModelError(ValueError):
     """An ONNX model file cannot be used. ``str(err)`` is one line naming the file."""
 
 
-@dataclass(frozen=True)
-class StftGeometry:
-    """Torch-free twin of :class:`speechmask.features.StftConfig` (same fields, same checks)."""
-
-    # Sample rate the STFT is defined at, in Hz.
-    sample_rate: int = 16_000
-    # FFT size = frame length in samples (even); F = n_fft // 2 + 1 bins.
-    n_fft: int = 512
-    # Hop in samples, 0 < hop <= n_fft / 2.
-    hop: int = 256
-
-    def __post_init__(self) -> None:
-        if self.sample_rate <= 0:
-            raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
-        if self.n_fft <= 0 or self.n_fft % 2 or self.hop <= 0 or self.hop > self.n_fft // 2:
-            raise ValueError(
-                "need an even n_fft > 0 and 0 < hop <= n_fft / 2, "
-                f"got n_fft={self.n_fft}, hop={self.hop}"
-            )
-
-    @property
-    def n_freqs(self) -> int:
-        """Number of frequency bins F."""
-        return self.n_fft // 2 + 1
-
-    def n_frames(self, n_samples: int) -> int:
-        """Frames T produced for a signal of ``n_samples`` samples (``N // hop + 1``)."""
-        return n_samples // self.hop + 1
+# The STFT geometry of an exported model (the same class as speechmask.features.StftConfig,
+# which lives in a torch-free module); the old name stays for existing callers.
+StftGeometry = StftConfig
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,7 +251,7 @@ def window_np(geom: StftGeometry) -> np.ndarray:
     return sqrt_hann(geom.n_fft)
 
 
-def stft_np(x: np.ndarray, geom: StftGeometry = StftGeometry()) -> np.ndarray:
+def stft_np(x: np.ndarray, geom: StftConfig = StftConfig()) -> np.ndarray:
     """Complex STFT of ``x: [N]`` float -> ``[T, F]`` complex64, ``T = N // hop + 1``.
 
     Same as ``torch.stft(center=True, pad_mode="constant")`` with the sqrt-Hann window: frame
@@ -304,7 +279,7 @@ def _overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
     return out[: size + hop * (n_frames - 1)]
 
 
-def istft_np(spec: np.ndarray, length: int, geom: StftGeometry = StftGeometry()) -> np.ndarray:
+def istft_np(spec: np.ndarray, length: int, geom: StftConfig = StftConfig()) -> np.ndarray:
     """Inverse of :func:`stft_np`: ``spec: [T, F]`` complex -> ``[length]`` float32.
 
     As ``torch.istft(center=True, length=length)``: windowed inverse FFTs are overlap-added, the

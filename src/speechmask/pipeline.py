@@ -22,6 +22,7 @@ import numpy as np
 import soxr
 
 from .audio import MODEL_RATE, AtomicAudioWriter, AudioError, open_audio, read_blocks
+from .stft_config import StftConfig
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +34,12 @@ HIGH_BAND_FROM_HZ = 6000.0
 BLOCK_SECONDS = 10.0
 
 
-class StftGeometryLike(Protocol):
-    """What the block code needs to know of an STFT config (torch's or the ONNX metadata's)."""
-
-    sample_rate: int
-    n_fft: int
-    hop: int
-
-
 def sqrt_hann(n_fft: int) -> np.ndarray:
     """Periodic sqrt-Hann window ``[n_fft]`` float32 (analysis and synthesis)."""
     return np.sqrt(0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
 
 
-def high_band(cfg: StftGeometryLike, rate: int) -> tuple[int, int] | None:
+def high_band(cfg: StftConfig, rate: int) -> tuple[int, int] | None:
     """Model bins ``(first, end)`` whose mean mask scales what the 16 kHz round trip loses at
     ``rate`` (None at the model rate): 6-8 kHz above 16 kHz, the top 20 % of the band below."""
     if rate == MODEL_RATE:
@@ -70,7 +63,7 @@ class FrameStream:
     # frames = 16 s of audio, a 2 MB frame matrix).
     MAX_FRAMES_PER_CALL = 1024
 
-    def __init__(self, stft_cfg: StftGeometryLike, strength: float = 1.0,
+    def __init__(self, stft_cfg: StftConfig, strength: float = 1.0,
                  gain_band: tuple[int, int] | None = None):
         """``gain_band = (first_bin, end_bin)``: also record, per frame, the mean of the applied
         mask over those bins in :attr:`frame_gains` (used to scale audio above the model band).
@@ -217,7 +210,7 @@ class ChannelPipeline:
     """
 
     def __init__(self, make_stream: Callable[[tuple[int, int] | None], FrameStream],
-                 stft_cfg: StftGeometryLike, rate: int):
+                 stft_cfg: StftConfig, rate: int):
         """``make_stream(gain_band)`` builds the backend's :class:`FrameStream`."""
         self.rate = rate
         self.resampled = rate != MODEL_RATE
