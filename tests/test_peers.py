@@ -234,6 +234,17 @@ def test_speechmask_systems_with_a_tiny_model(tiny_model_path, tiny_pairs):
     np.testing.assert_allclose(systems[0].process(p.noisy), systems[1].process(p.noisy),
                                atol=1e-4)
     assert systems[1].info()["latency_ms"] == 32.0
+    # The ONNX export of the same model, frame by frame with onnxruntime: same output.
+    from speechmask.checkpoint import load_model
+    from speechmask.onnx_backend import export_onnx
+
+    model, stft_cfg, _ = load_model(tiny_model_path)
+    onnx_path = export_onnx(model, stft_cfg, tiny_model_path.parent / "tiny.onnx")
+    (onnx_system,) = sy.build_systems(("speechmask_onnx_stream",), onnx_path)
+    np.testing.assert_allclose(onnx_system.process(p.noisy), systems[0].process(p.noisy),
+                               atol=1e-4)
+    info = onnx_system.info()
+    assert info["latency_ms"] == 32.0 and info["param_count"] == model.parameter_count()
     missing = sy.SpeechmaskOffline(tiny_model_path.parent / "nope.pt")
     assert not missing.available() and missing.status().startswith("model missing:")
 
@@ -280,3 +291,17 @@ def test_cli_end_to_end_on_a_pairs_csv(tmp_path, tiny_pairs, tiny_model_path, ca
     assert data["pairs"] == 3 and not math.isnan(data["overall"]["oracle_irm"]["stoi"])
     with pytest.raises(SystemExit):
         main_mod.parse_args(["--systems", "bogus"])
+    # --merge: score one more system and keep the earlier run's systems, in canonical order.
+    with mock.patch.dict(os.environ):
+        code = main_mod.main([
+            "--pairs", str(csv_path), "--systems", "noisy", "--jobs", "1", "--quiet",
+            "--merge", str(tmp_path / "r.json"), "--json", str(tmp_path / "m.json"),
+        ])
+    assert code == 0
+    merged = json.loads((tmp_path / "m.json").read_text())
+    assert [i["key"] for i in merged["systems"]] == ["noisy", "oracle_irm", "speechmask"]
+    assert merged["overall"]["speechmask"] == data["overall"]["speechmask"]
+    assert len(merged["per_pair"]) == len(data["per_pair"])
+    with mock.patch.dict(os.environ), pytest.raises(SystemExit, match="other pairs"):
+        main_mod.main(["--pairs", str(csv_path), "--count", "2", "--systems", "noisy",
+                       "--jobs", "1", "--quiet", "--merge", str(tmp_path / "r.json")])

@@ -2,9 +2,12 @@
 
     python -m benchmarks.peers --out runs/peers [--count N] [--jobs N] [--json FILE]
                                [--systems noisy,speechmask,rnnoise,...] [--model PATH]
+                               [--merge EARLIER/peers.json]
 
-Systems (``--systems`` keys): noisy, oracle_ibm, oracle_irm, speechmask, speechmask_stream,
-rnnoise, deepfilternet3, speex, webrtc, noisereduce. Peers are optional (``pip install
+Systems (``--systems`` keys): noisy, oracle_ibm, oracle_irm, speechmask, speechmask_stream
+(torch, frame by frame), speechmask_onnx_stream (the ONNX export with onnxruntime, frame by
+frame), rnnoise, deepfilternet3, speex, webrtc, noisereduce. ``--merge`` adds this run's
+systems to an earlier report on the same pairs. Peers are optional (``pip install
 'speechmask[bench]'``); a missing one is listed as "not installed" and skipped. A missing
 speechmask model is reported the same way (pass ``--model runs/default/best.pt`` to use another).
 
@@ -82,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-delay-ms", type=float, default=MAX_DELAY_MS,
                         help="largest output delay searched (default: 100 ms)")
     parser.add_argument("--json", default=None, help="also write the report as JSON here")
+    parser.add_argument("--merge", default=None, metavar="PEERS_JSON",
+                        help="peers.json of an earlier run on the same pairs: the systems this "
+                        "run does not score are taken from it (add one system to a long run)")
     parser.add_argument("--out", default=None,
                         help="folder for peers.md, peers.json, figures and sample clips")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -97,6 +103,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      f"{', '.join(ALL_KEYS)}")
     args.keys = keys
     return args
+
+
+def merge_earlier(path: str, rows: list[dict], infos: list[dict], ids: set[str]
+                  ) -> tuple[list[dict], list[dict]]:
+    """Add the per-pair rows and system infos of an earlier report for the systems this run did
+    not score. The earlier run must have scored exactly the same pairs."""
+    import json
+
+    earlier = json.loads(Path(path).read_text())
+    old_ids = {r["id"] for r in earlier["per_pair"]}
+    if old_ids != ids:
+        raise SystemExit(f"{path}: scored {len(old_ids)} other pairs than this run's {len(ids)}; "
+                         "merge only runs on the same set and --count")
+    new_keys = {i["key"] for i in infos}
+    kept = [i for i in earlier["systems"] if i["key"] not in new_keys]
+    order = {key: n for n, key in enumerate(ALL_KEYS)}
+    merged = sorted(kept + infos, key=lambda i: order.get(i["key"], len(order)))
+    return [r for r in earlier["per_pair"] if r["system"] not in new_keys] + rows, merged
 
 
 def write_figures_and_clips(pairs: list[Pair], report: dict, out: Path,
@@ -156,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = run_pairs(pairs, cfg, jobs=min(args.jobs, len(pairs)), progress=progress)
     bar.close()
+    if args.merge:
+        rows, infos = merge_earlier(args.merge, rows, infos, {p.id for p in pairs})
     report = aggregate(rows, infos, cfg.metrics, source=source, machine=machine)
     report["jobs"] = args.jobs
     report["elapsed_s"] = time.perf_counter() - start

@@ -271,6 +271,46 @@ class SpeechmaskStreaming(_Speechmask):
         return fit_length(self._load().enhance(audio, chunk=160), len(audio))
 
 
+class SpeechmaskOnnxStreaming(_Speechmask):
+    """The same model exported to ONNX, run by onnxruntime frame by frame
+    (:class:`~speechmask.onnx_backend.OnnxStreamingEnhancer`, 10 ms chunks, latency removed):
+    what ``speechmask stream`` runs and what an install without torch runs."""
+
+    key, name = "speechmask_onnx_stream", "speechmask streaming (ONNX)"
+    latency_ms = 32.0
+    notes = "OnnxStreamingEnhancer.enhance, 10 ms chunks, output latency-compensated"
+
+    def __init__(self, model_path: str | Path | None = None) -> None:
+        from speechmask.onnx_backend import default_onnx_path
+
+        given = str(model_path or "")
+        self.model_path = Path(given) if given.lower().endswith(".onnx") else default_onnx_path()
+        self._impl = None
+
+    def _load(self) -> Any:
+        if self._impl is None:
+            import onnx
+
+            from speechmask.onnx_backend import OnnxStreamingEnhancer
+
+            self._impl = OnnxStreamingEnhancer.load(self.model_path, threads=1)
+            graph = onnx.load(str(self.model_path)).graph
+            # Weights only: the feature normalisation statistics are buffers, not parameters.
+            self.param_count = int(sum(np.prod(i.dims) for i in graph.initializer
+                                       if "feat_" not in i.name))
+            self.latency_ms = float(self._impl.latency_ms)
+        return self._impl
+
+    def info(self) -> dict:
+        out = super().info()
+        out["latency_ms"] = self.latency_ms
+        return out
+
+    def process(self, audio_16k: np.ndarray) -> np.ndarray:
+        audio = np.asarray(audio_16k, dtype=np.float32).reshape(-1)
+        return fit_length(self._load().enhance(audio, chunk=160), len(audio))
+
+
 # ---------------------------------------------------------------------------------------------
 # Peers
 
@@ -559,7 +599,7 @@ class NoiseReduce(System):
 
 PEERS: tuple[type[System], ...] = (RNNoise, DeepFilterNet3, SpeexNS, WebRTCNS, NoiseReduce)
 ALL_KEYS = ("noisy", "oracle_ibm", "oracle_irm", "speechmask", "speechmask_stream",
-            *(cls.key for cls in PEERS))
+            "speechmask_onnx_stream", *(cls.key for cls in PEERS))
 
 
 def build_systems(keys: tuple[str, ...] | list[str] | None = None,
@@ -576,6 +616,7 @@ def build_systems(keys: tuple[str, ...] | list[str] | None = None,
         "oracle_irm": lambda: OracleMask("irm"),
         "speechmask": lambda: SpeechmaskOffline(model_path),
         "speechmask_stream": lambda: SpeechmaskStreaming(model_path),
+        "speechmask_onnx_stream": lambda: SpeechmaskOnnxStreaming(model_path),
         **{cls.key: cls for cls in PEERS},
     }
     return [makers[k]() for k in ALL_KEYS if k in keys]
