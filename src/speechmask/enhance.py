@@ -21,7 +21,14 @@ from .audio import MODEL_RATE, resample
 from .checkpoint import load_model
 from .features import StftConfig, istft, stft
 from .model import MaskNet, resolve_device
-from .pipeline import BLOCK_SECONDS, ChannelPipeline, enhance_file, fit_length, high_band
+from .pipeline import (
+    BLOCK_SECONDS,
+    ChannelPipeline,
+    check_audio,
+    enhance_file,
+    fit_length,
+    high_band,
+)
 
 __all__ = ["BLOCK_SECONDS", "ChannelPipeline", "Enhancer", "enhance_file"]
 
@@ -88,15 +95,9 @@ class Enhancer:
     def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """Enhance ``audio: [samples]`` or ``[channels, samples]`` at ``sample_rate``; returns the
         same shape and length. Each channel is denoised on its own."""
-        audio = np.asarray(audio, dtype=np.float32)
-        if audio.shape[-1:] == (0,) or audio.size == 0:
-            raise ValueError("audio has 0 samples")
-        if not np.all(np.isfinite(audio)):
-            raise ValueError("audio contains NaN or infinite samples")
+        audio = check_audio(audio)
         if audio.ndim == 1:
             return self._channel(audio, sample_rate)
-        if audio.ndim != 2:
-            raise ValueError(f"audio must be [samples] or [channels, samples], got {audio.shape}")
         return np.stack([self._channel(ch, sample_rate) for ch in audio])
 
     def pipeline(self, rate: int) -> ChannelPipeline:

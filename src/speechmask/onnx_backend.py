@@ -28,7 +28,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .atomic import write_atomic
-from .pipeline import ChannelPipeline, FrameStream, enhance_array, sqrt_hann
+from .pipeline import ChannelPipeline, FrameStream, check_audio, enhance_array, sqrt_hann
 from .stft_config import StftConfig
 
 if TYPE_CHECKING:  # only for annotations: importing this module imports torch
@@ -390,9 +390,7 @@ class OnnxEnhancer:
     def __call__(self, audio: np.ndarray, sample_rate: int = MODEL_RATE) -> np.ndarray:
         """Enhance ``audio: [samples]`` or ``[channels, samples]`` at ``sample_rate``; returns the
         same shape and length (what :class:`speechmask.enhance.Enhancer` returns, within 1e-4)."""
-        audio = np.asarray(audio, dtype=np.float32)
-        if audio.ndim == 1 and sample_rate == self.stft_cfg.sample_rate and audio.size:
-            if not np.all(np.isfinite(audio)):
-                raise ValueError("audio contains NaN or infinite samples")
+        audio = check_audio(audio)
+        if audio.ndim == 1 and sample_rate == self.stft_cfg.sample_rate:
             return self.mask_16k(audio)[0]
         return enhance_array(self, audio, sample_rate)

@@ -272,9 +272,9 @@ class PipelineFactory(Protocol):
     def pipeline(self, rate: int) -> ChannelPipeline: ...
 
 
-def enhance_array(enhancer: PipelineFactory, audio: np.ndarray, rate: int) -> np.ndarray:
-    """``audio: [samples]`` or ``[channels, samples]`` at ``rate`` through fresh pipelines in one
-    block; same shape and length out. Validates the input like the file path does."""
+def check_audio(audio: np.ndarray) -> np.ndarray:
+    """``audio`` as float32 ``[samples]`` or ``[channels, samples]``; ValueError (one line) for
+    no samples, NaN/inf or another shape. The array API of both backends starts here."""
     audio = np.asarray(audio, dtype=np.float32)
     if audio.size == 0:
         raise ValueError("audio has 0 samples")
@@ -282,6 +282,13 @@ def enhance_array(enhancer: PipelineFactory, audio: np.ndarray, rate: int) -> np
         raise ValueError("audio contains NaN or infinite samples")
     if audio.ndim not in (1, 2):
         raise ValueError(f"audio must be [samples] or [channels, samples], got {audio.shape}")
+    return audio
+
+
+def enhance_array(enhancer: PipelineFactory, audio: np.ndarray, rate: int) -> np.ndarray:
+    """``audio: [samples]`` or ``[channels, samples]`` at ``rate`` through fresh pipelines in one
+    block; same shape and length out. Validates the input like the file path does."""
+    audio = check_audio(audio)
     if rate <= 0:
         raise ValueError(f"sample rate must be positive, got {rate}")
     channels = audio[None] if audio.ndim == 1 else audio
