@@ -559,6 +559,77 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# bench
+
+
+def _find_checkout(start: Path) -> Path | None:
+    """The source checkout holding ``benchmarks/peers`` at or above ``start``, if any."""
+    for folder in (start, *start.parents):
+        if (folder / "benchmarks" / "peers" / "__main__.py").is_file():
+            return folder
+    return None
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.peers is not None:  # the peer comparison needs the repo's benchmarks/ and [bench]
+        import subprocess
+
+        checkout = _find_checkout(Path.cwd())
+        if checkout is None:
+            raise UserError("`speechmask bench --peers` runs from a source checkout (it needs "
+                            "benchmarks/peers): cd into the repository, pip install -e "
+                            "'.[bench]', and run it again")
+        cmd = [sys.executable, "-m", "benchmarks.peers", *args.peers]
+        return subprocess.run(cmd, cwd=checkout).returncode
+    from .bench import (
+        available_backends,
+        bench_signal,
+        format_report,
+        measure_hops,
+        measure_rtf,
+        report_json,
+    )
+
+    if args.seconds <= 0 or args.hop_seconds < 0:
+        raise UserError(f"--seconds must be > 0 and --hop-seconds >= 0, got {args.seconds} and "
+                        f"{args.hop_seconds}")
+    if args.model and not Path(args.model).is_file():
+        raise UserError(f"{args.model}: model file not found")
+    backends = available_backends(args.model)
+    if args.backend != "all":
+        if args.backend not in backends:
+            what = args.model or "the shipped model"
+            raise UserError(f"backend {args.backend} cannot run {what} here (available: "
+                            f"{', '.join(backends) or 'none'})")
+        backends = [args.backend]
+    if args.input:
+        import numpy as np
+
+        from .audio import load_mono
+
+        sample = load_mono(args.input)
+        reps = int(np.ceil(args.seconds * 16000 / len(sample)))
+        audio = np.tile(sample, reps)[: int(args.seconds * 16000)]
+    else:
+        audio = bench_signal(args.seconds)
+    cores = os.cpu_count() or 1
+    threads = sorted({1, cores}) if args.threads is None else [args.threads]
+    if min(threads) < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    rows = measure_rtf(audio, backends, threads, args.model)
+    hop_audio = bench_signal(args.hop_seconds, seed=1) if args.hop_seconds > 0 else None
+    hops = measure_hops(hop_audio, backends, args.model) if hop_audio is not None else []
+    print(f"model: {args.model or 'shipped default'}")
+    print(format_report(rows, hops, args.seconds))
+    if args.json:
+        from .atomic import write_atomic
+
+        data = (json.dumps(report_json(rows, hops, args.seconds), indent=2) + "\n").encode()
+        write_atomic(Path(args.json), lambda handle: handle.write(data))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
 # parser
 
 
@@ -758,6 +829,26 @@ def build_parser() -> argparse.ArgumentParser:
                     "float16, half the size)")
     ex.add_argument("--overwrite", action="store_true")
     ex.set_defaults(func=cmd_export)
+
+    be = sub.add_parser("bench", help="speed on this machine: real-time factor and per-hop "
+                        "streaming time (--peers: compare with other denoisers)")
+    be.add_argument("--model", default=None,
+                    help="checkpoint .pt or exported .onnx (default: shipped model, both "
+                    "backends)")
+    be.add_argument("--backend", choices=("all", "torch", "onnx"), default="all")
+    be.add_argument("--seconds", type=float, default=60.0, help="audio length timed per path")
+    be.add_argument("--hop-seconds", type=float, default=20.0,
+                    help="audio fed one hop per call for the per-hop timing (0 = skip)")
+    be.add_argument("--threads", type=int, default=None,
+                    help="threads to measure (default: 1 and all cores)")
+    be.add_argument("--input", default=None,
+                    help="audio file to time (default: a generated speech-like signal; the "
+                    "cost does not depend on content)")
+    be.add_argument("--json", default=None, help="also write the figures as JSON")
+    be.add_argument("--peers", nargs=argparse.REMAINDER, default=None, metavar="ARGS",
+                    help="run the peer benchmark instead (python -m benchmarks.peers ARGS, "
+                    "from a source checkout with the [bench] extra); must come last")
+    be.set_defaults(func=cmd_bench)
     return p
 
 
