@@ -291,3 +291,10 @@ def test_tune_bad_storage_is_one_line(capsys, tmp_path):
                        "--out", tmp_path / "t")
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 1 and len(lines) == 1 and "sqlite" in lines[0]
+
+
+def test_tune_bad_valid_count_is_one_line(capsys, tmp_path):
+    code, _, err = run(capsys, "tune", "--trials", "1", "--valid-count", "0",
+                       "--storage", f"sqlite:///{tmp_path}/s.db", "--out", tmp_path / "t")
+    assert code == 1 and err.strip() == "speechmask: error: --valid-count must be >= 1, got 0"
+    assert not (tmp_path / "s.db").exists()

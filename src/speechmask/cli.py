@@ -259,8 +259,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     if args.trials < 0:
         raise UserError(f"--trials must be >= 0, got {args.trials}")
+    if args.valid_count is not None and args.valid_count < 1:
+        raise UserError(f"--valid-count must be >= 1, got {args.valid_count}")
     base = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                       threads=args.threads, device=args.device,
+                       threads=args.threads, device=args.device, valid_count=args.valid_count,
                        mix=MixConfig(examples_per_epoch=args.examples_per_epoch))
     out = Path(args.out)
     study = run_study(args.storage, args.study, args.trials, out, base, corpus=args.corpus,
@@ -718,6 +720,9 @@ def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
     tu.add_argument("--epochs", type=int, default=6, help="epochs per trial")
     tu.add_argument("--examples-per-epoch", type=int, default=2000)
     tu.add_argument("--batch-size", type=int, default=tdef.batch_size)
+    tu.add_argument("--valid-count", type=int, default=None,
+                    help="score each epoch on the first N valid pairs (default: all 288); "
+                    "fewer makes short trials cheaper")
     tu.add_argument("--seed", type=int, default=0)
     tu.add_argument("--threads", type=int, default=0)
     tu.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
