@@ -69,3 +69,33 @@ def mix_at_snr():
         return speech.astype(np.float32), (gain * noise).astype(np.float32)
 
     return mix
+
+
+@pytest.fixture(scope="session")
+def tiny_model_files(tmp_path_factory):
+    """Factory: ``tiny_model_files(cell="gru", layers=1) -> (tiny.pt, tiny.onnx)``.
+
+    An untrained 16-unit model (seed 0) with a plausible log-magnitude normalisation, saved as a
+    checkpoint and exported to ONNX once per session and configuration: small enough that every
+    CLI and backend test can run a real model in milliseconds.
+    """
+    made = {}
+
+    def make(cell="gru", layers=1):
+        if (cell, layers) not in made:
+            import torch
+
+            from speechmask import checkpoint as ckpt
+            from speechmask.features import StftConfig
+            from speechmask.model import MaskNet, ModelConfig
+            from speechmask.onnx_backend import export_onnx
+
+            torch.manual_seed(0)
+            m = MaskNet(ModelConfig(cell=cell, hidden=16, layers=layers, dropout=0.0))
+            m.set_normalization(torch.full((257,), -8.0), torch.full((257,), 4.0))
+            folder = tmp_path_factory.mktemp(f"tiny_{cell}{layers}")
+            pt = ckpt.save(folder / "tiny.pt", ckpt.model_payload(m, StftConfig()))
+            made[cell, layers] = pt, export_onnx(m.eval(), StftConfig(), folder / "tiny.onnx")
+        return made[cell, layers]
+
+    return make

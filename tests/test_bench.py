@@ -9,9 +9,7 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
-from speechmask import checkpoint as ckpt
 from speechmask.bench import (
     available_backends,
     bench_signal,
@@ -20,20 +18,11 @@ from speechmask.bench import (
     measure_rtf,
 )
 from speechmask.cli import main
-from speechmask.features import StftConfig
-from speechmask.model import MaskNet, ModelConfig
-from speechmask.onnx_backend import export_onnx
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    torch.manual_seed(0)
-    m = MaskNet(ModelConfig(cell="gru", hidden=16, layers=1, dropout=0.0))
-    m.set_normalization(torch.full((257,), -8.0), torch.full((257,), 4.0))
-    folder = tmp_path_factory.mktemp("bench")
-    pt = ckpt.save(folder / "tiny.pt", ckpt.model_payload(m, StftConfig()))
-    onnx = export_onnx(m.eval(), StftConfig(), folder / "tiny.onnx")
-    return pt, onnx
+def tiny_models(tiny_model_files):
+    return tiny_model_files()
 
 
 def test_bench_signal_is_deterministic_and_in_range():

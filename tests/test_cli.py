@@ -13,18 +13,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from speechmask import checkpoint as ckpt
 from speechmask.cli import main
-from speechmask.features import StftConfig
-from speechmask.model import MaskNet, ModelConfig
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    m = MaskNet(ModelConfig(cell="gru", hidden=16, layers=1, dropout=0.0))
-    m.set_normalization(torch.full((257,), -8.0), torch.full((257,), 4.0))
-    return ckpt.save(tmp_path_factory.mktemp("m") / "tiny.pt", ckpt.model_payload(m, StftConfig()))
+def model_path(tiny_model_files):
+    return tiny_model_files()[0]
 
 
 def run(capsys, *argv):

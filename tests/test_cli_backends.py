@@ -9,11 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from speechmask import checkpoint as ckpt
 from speechmask.cli import main
-from speechmask.features import StftConfig
-from speechmask.model import MaskNet, ModelConfig
-from speechmask.onnx_backend import export_onnx
 
 SAMPLE = Path(__file__).parents[1] / "data" / "samples" / "cafe_noisy.flac"
 # Runs the CLI in a fresh interpreter where `import torch` fails, as in an ONNX-only install.
@@ -22,14 +18,9 @@ NO_TORCH = ("import sys; sys.modules['torch'] = None; from speechmask.cli import
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(tiny_model_files):
     """``(tiny.pt, tiny.onnx)`` of the same LSTM."""
-    torch.manual_seed(0)
-    m = MaskNet(ModelConfig(cell="lstm", hidden=16, layers=2, dropout=0.0))
-    m.set_normalization(torch.full((257,), -8.0), torch.full((257,), 4.0))
-    folder = tmp_path_factory.mktemp("m")
-    pt = ckpt.save(folder / "tiny.pt", ckpt.model_payload(m, StftConfig()))
-    return pt, export_onnx(m.eval(), StftConfig(), folder / "tiny.onnx")
+    return tiny_model_files("lstm", layers=2)
 
 
 def run(capsys, *argv):

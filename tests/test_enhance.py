@@ -6,21 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from speechmask import checkpoint as ckpt
 from speechmask.enhance import Enhancer
-from speechmask.features import StftConfig
-from speechmask.model import MaskNet, ModelConfig
 
 
 @pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    m = MaskNet(ModelConfig(cell="gru", hidden=16, layers=1, dropout=0.0))
-    m.set_normalization(torch.full((257,), -8.0), torch.full((257,), 4.0))
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    return ckpt.save(path, ckpt.model_payload(m, StftConfig()))
+def tiny_model_path(tiny_model_files):
+    return tiny_model_files()[0]
 
 
 @pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100, 48000])

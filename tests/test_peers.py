@@ -13,7 +13,6 @@ from unittest import mock
 
 import numpy as np
 import pytest
-import torch
 
 # benchmarks/ is a folder of the source checkout, not an installed package.
 _ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +23,6 @@ from benchmarks.peers import report as rep  # noqa: E402
 from benchmarks.peers import systems as sy  # noqa: E402
 from benchmarks.peers.delay import estimate_delay, shift_back  # noqa: E402
 from benchmarks.peers.runner import Pair, RunConfig, run_pairs, sample_pairs  # noqa: E402
-from speechmask import checkpoint as ckpt  # noqa: E402
-from speechmask.features import StftConfig  # noqa: E402
 from speechmask.model import MaskNet, ModelConfig  # noqa: E402
 
 RATE = 16_000
@@ -55,12 +52,8 @@ def tiny_pairs():
 
 
 @pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    m = MaskNet(ModelConfig(cell="gru", hidden=16, layers=1, dropout=0.0))
-    m.set_normalization(torch.full((257,), -8.0), torch.full((257,), 4.0))
-    return ckpt.save(tmp_path_factory.mktemp("model") / "tiny.pt",
-                     ckpt.model_payload(m, StftConfig()))
+def tiny_model_path(tiny_model_files):
+    return tiny_model_files()[0]
 
 
 # ---------------------------------------------------------------------------------------------
