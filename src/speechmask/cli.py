@@ -819,7 +819,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--block", type=int, default=1024, help="samples read per step")
     sm.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
                     help="auto (default): onnxruntime for the shipped model or an .onnx model "
-                    "(several times cheaper per frame), torch for a .pt checkpoint")
+                    "(about 3x less CPU per frame), torch for a .pt checkpoint")
     sm.add_argument("--keep-latency", action="store_true",
                     help="output the delayed stream (32 ms of leading silence, then the signal) "
                     "instead of trimming it to the input's length and alignment")
