@@ -160,3 +160,12 @@ def test_device_auto_runs_where_it_can(capsys, tmp_path, models):
     code, _, err = run(capsys, "enhance", src, "-o", tmp_path / "o.wav", "--model", models[0],
                        "--device", "auto")
     assert code == 0, err
+
+
+def test_bench_without_torch_measures_the_onnx_rows(tmp_path):
+    result = subprocess.run([sys.executable, "-c", NO_TORCH, "-q", "bench", "--seconds", "1",
+                             "--hop-seconds", "0.5", "--threads", "1"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "| onnx | offline | 1 |" in result.stdout and "| onnx | streaming | 1 |" in result.stdout
+    assert "| torch |" not in result.stdout
