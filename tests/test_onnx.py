@@ -277,9 +277,9 @@ def test_shipped_onnx_model_matches_shipped_torch_model(tmp_path):
     want = Enhancer.load()(noisy, rate)
     got = OnnxEnhancer.load()(noisy, rate)
     # The masks agree within 5e-7 on equal input; numpy's and torch's float32 FFTs differ by
-    # ~1e-7 relative, which the log features amplify in near-silent bins: the 60-epoch model
-    # differs by at most 4.9e-5 (93 dB below the output); the 30-epoch one had 6 of 86,387
-    # samples above 1e-4 (max 1.2e-4, 89 dB). Bounds that hold for any sensible model:
+    # ~1e-7 relative, which the log features amplify in near-silent bins: the shipped GRU
+    # differs by at most 2.4e-5; an earlier LSTM had 6 of 86,387 samples above 1e-4 (max
+    # 1.2e-4). Bounds that hold for any sensible model:
     diff = got - want
     assert np.abs(diff).max() < 2e-4
     assert np.mean(np.abs(diff) > 1e-4) < 1e-3

@@ -82,6 +82,18 @@ def bench_signal(seconds: float, rate: int = MODEL_RATE, seed: int = 0) -> np.nd
     return np.clip(x, -1, 1).astype(np.float32)
 
 
+def load_bench_audio(seconds: float, path: str | os.PathLike | None = None) -> np.ndarray:
+    """``seconds`` of 16 kHz audio to time: the file at ``path`` repeated to that length, or
+    :func:`bench_signal` when no file is given. Returns ``[samples]`` float32."""
+    if path is None:
+        return bench_signal(seconds)
+    from .audio import load_mono
+
+    sample = load_mono(path)
+    n = int(round(seconds * MODEL_RATE))
+    return np.tile(sample, -(-n // len(sample)))[:n]
+
+
 def available_backends(model: str | os.PathLike | None) -> list[str]:
     """Backends that can run ``model`` here: torch needs a .pt checkpoint and torch installed;
     onnx needs an .onnx file (the shipped model has both)."""
@@ -97,6 +109,12 @@ def available_backends(model: str | os.PathLike | None) -> list[str]:
     if path is None or path.suffix == ".onnx":
         backends.append("onnx")
     return backends
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _set_torch_threads(threads: int) -> None:
@@ -137,6 +155,7 @@ def measure_rtf(audio: np.ndarray, backends: Sequence[str], threads: Sequence[in
     """
     seconds = len(audio) / MODEL_RATE
     rows = []
+    restore = _torch_threads() if "torch" in backends else None
     for backend in backends:
         for n_threads in threads:
             offline, streaming = _enhancers(backend, model, n_threads)
@@ -148,8 +167,8 @@ def measure_rtf(audio: np.ndarray, backends: Sequence[str], threads: Sequence[in
                 rows.append(SpeedRow(backend, path, n_threads, cpu / seconds, wall))
                 log.debug("%s %s, %d thread(s): RTF %.4f", backend, path, n_threads,
                          rows[-1].rtf)
-    if "torch" in backends:
-        _set_torch_threads(1)
+    if restore is not None:
+        _set_torch_threads(restore)
     return rows
 
 
@@ -160,6 +179,7 @@ def measure_hops(audio: np.ndarray, backends: Sequence[str],
     ``audio: [samples]`` at 16 kHz; every whole hop after ``warmup`` calls is timed.
     """
     timings = []
+    restore = _torch_threads() if "torch" in backends else None
     for backend in backends:
         if backend == "torch":
             from .streaming import StreamingEnhancer
@@ -182,6 +202,8 @@ def measure_hops(audio: np.ndarray, backends: Sequence[str],
         timings.append(HopTiming(backend, len(ms), float(ms.mean()),
                                  float(np.percentile(ms, 99)), float(ms.max()),
                                  1000 * hop / MODEL_RATE, stream.latency_ms))
+    if restore is not None:
+        _set_torch_threads(restore)
     return timings
 
 

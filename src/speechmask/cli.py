@@ -587,6 +587,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         available_backends,
         bench_signal,
         format_report,
+        load_bench_audio,
         measure_hops,
         measure_rtf,
         report_json,
@@ -595,6 +596,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.seconds <= 0 or args.hop_seconds < 0:
         raise UserError(f"--seconds must be > 0 and --hop-seconds >= 0, got {args.seconds} and "
                         f"{args.hop_seconds}")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
     if args.model and not Path(args.model).is_file():
         raise UserError(f"{args.model}: model file not found")
     backends = available_backends(args.model)
@@ -604,23 +607,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UserError(f"backend {args.backend} cannot run {what} here (available: "
                             f"{', '.join(backends) or 'none'})")
         backends = [args.backend]
-    if args.input:
-        import numpy as np
-
-        from .audio import load_mono
-
-        sample = load_mono(args.input)
-        reps = int(np.ceil(args.seconds * 16000 / len(sample)))
-        audio = np.tile(sample, reps)[: int(args.seconds * 16000)]
-    else:
-        audio = bench_signal(args.seconds)
-    cores = os.cpu_count() or 1
-    threads = sorted({1, cores}) if args.threads is None else [args.threads]
-    if min(threads) < 1:
-        raise UserError(f"--threads must be >= 1, got {args.threads}")
-    rows = measure_rtf(audio, backends, threads, args.model)
-    hop_audio = bench_signal(args.hop_seconds, seed=1) if args.hop_seconds > 0 else None
-    hops = measure_hops(hop_audio, backends, args.model) if hop_audio is not None else []
+    threads = sorted({1, os.cpu_count() or 1}) if args.threads is None else [args.threads]
+    rows = measure_rtf(load_bench_audio(args.seconds, args.input), backends, threads, args.model)
+    hops = (measure_hops(bench_signal(args.hop_seconds, seed=1), backends, args.model)
+            if args.hop_seconds > 0 else [])
     print(f"model: {args.model or 'shipped default'}")
     print(format_report(rows, hops, args.seconds))
     if args.json:
