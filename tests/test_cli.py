@@ -139,6 +139,8 @@ def test_enhance_refuses_to_overwrite_input(capsys, tmp_path, model_path):
     (["train", "--out", "{tmp}/run", "--resume"], "nothing to resume"),
     (["train", "--out", "{tmp}/run", "--hidden", "-4"], "hidden"),
     (["train", "--out", "{tmp}/run", "--snr-range", "10", "-5"], "SNR range reversed"),
+    (["train", "--out", "{tmp}/run", "--init", "{tmp}/missing.pt"], "missing.pt"),
+    (["train", "--out", "{tmp}/run", "--init", "{tmp}/a.wav"], "a.wav"),
 ])
 def test_errors_are_one_line(capsys, tmp_path, model_path, args, needle):
     sf.write(tmp_path / "a.wav", _tone(16000), 16000)
@@ -228,6 +230,23 @@ def test_data_import_then_train_on_it(capsys, tmp_path, speech_like):
     assert (saved["epochs"], saved["patience"], saved["threads"]) == (2, 0, 1)
     code, _, err = run(capsys, "train", "--data", out, "--out", tmp_path / "run")
     assert code == 1 and "--resume" in err
+    # A new run seeded with that model's weights: its architecture wins over --hidden, and with
+    # a vanishing learning rate the weights come out as they went in.
+    init = tmp_path / "run" / "best.pt"
+    code, stdout, err = run(capsys, "train", "--data", out, "--out", tmp_path / "seeded",
+                            "--init", init, "--hidden", "32", "--epochs", "1", "--lr", "1e-12",
+                            "--examples-per-epoch", "8", "--batch-size", "4",
+                            "--crop-seconds", "0.5")
+    assert code == 0, err
+    before = torch.load(init, weights_only=True)
+    after = torch.load(tmp_path / "seeded" / "best.pt", weights_only=True)
+    assert after["model_config"] == before["model_config"]
+    assert after["model_config"]["hidden"] == 8
+    for name, weight in before["state_dict"].items():
+        torch.testing.assert_close(after["state_dict"][name], weight, atol=1e-6, rtol=0)
+    code, _, err = run(capsys, "train", "--data", out, "--out", tmp_path / "seeded",
+                       "--init", init, "--resume")
+    assert code == 1 and "--init" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(capsys, "data", "import", src, "--out", out)
     assert code == 1 and len(err.strip().splitlines()) == 1
 

@@ -118,6 +118,14 @@ def _prepare_train(args: argparse.Namespace):
         raise UserError(f"{out}: holds a training run; pass --resume to continue it or "
                         "--overwrite to start again")
     cfg = _train_config(args)
+    if args.init is not None:
+        if args.resume:
+            raise UserError("--init starts a new run from a model's weights; --resume continues "
+                            f"the run in {out}: use one of them")
+        init_cfg = _init_model(args.init)[0].cfg
+        # The architecture (and its feature normalisation) is the init model's; dropout is a
+        # training setting and stays this command's.
+        cfg = replace(cfg, model=replace(init_cfg, dropout=args.dropout))
     if args.resume:
         from .checkpoint import load_raw
         from .train import config_from_dict
@@ -135,6 +143,22 @@ def _prepare_train(args: argparse.Namespace):
         if args.patience_given:
             cfg = replace(cfg, patience=args.patience)
     return cfg
+
+
+def _init_model(path: str):
+    """``(model, payload)`` of the --init checkpoint; one-line error when it cannot seed a run
+    (unreadable, or trained on another STFT than training uses)."""
+    from .checkpoint import load_model
+    from .features import StftConfig
+
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such model file; pass a checkpoint such as "
+                        "runs/NAME/best.pt or the shipped model.pt")
+    model, stft_cfg, payload = load_model(path)
+    if stft_cfg != StftConfig():
+        raise UserError(f"{path}: trained on another STFT ({stft_cfg}); training uses "
+                        f"{StftConfig()}")
+    return model, payload
 
 
 def _launch_train(args: argparse.Namespace) -> int:
@@ -193,16 +217,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         cfg = distributed.on_main(ctx, lambda: _prepare_train(args))
+        init_model = _init_model(args.init)[0] if args.init is not None else None
         if args.data:
             from .importers import load_user_data, make_train_dataset
 
             user = load_user_data(args.data)
             result = train(cfg, out, valid=user.valid, resume=args.resume,
-                           progress=not args.quiet, dist=ctx,
+                           init_model=init_model, progress=not args.quiet, dist=ctx,
                            train_set=make_train_dataset(user, cfg.mix, cfg.target, cfg.seed))
         else:
             result = train(cfg, out, corpus=Corpus(args.corpus), resume=args.resume,
-                           progress=not args.quiet, dist=ctx)
+                           init_model=init_model, progress=not args.quiet, dist=ctx)
         if args.dump_weights:  # tests: each rank's final weights, to compare across ranks
             import torch
 
@@ -672,6 +697,9 @@ def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
                     help="train with N processes on this machine (DistributedDataParallel; "
                          "--batch-size stays the global batch); for several machines start "
                          "`torchrun ... -m speechmask train` on each instead")
+    tr.add_argument("--init", default=None, metavar="MODEL.pt",
+                    help="start from this model's weights, with a new schedule (its "
+                         "architecture replaces --cell/--hidden/--layers/--compression)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
     tr.add_argument("--overwrite", action="store_true", help="start again in a used --out")
     # Tests: every process saves its final weights to DIR/rank<R>.pt.
