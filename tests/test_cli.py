@@ -244,6 +244,11 @@ def test_data_import_then_train_on_it(capsys, tmp_path, speech_like):
     assert after["model_config"]["hidden"] == 8
     for name, weight in before["state_dict"].items():
         torch.testing.assert_close(after["state_dict"][name], weight, atol=1e-6, rtol=0)
+    # The seeded run records where its weights came from, and `info` shows both stages.
+    assert after["history"] == [before["metrics"]]
+    code, stdout, err = run(capsys, "info", "--model", tmp_path / "seeded" / "best.pt")
+    assert code == 0, err
+    assert "stage 1 of 2" in stdout and "stage 2 of 2" in stdout
     code, _, err = run(capsys, "train", "--data", out, "--out", tmp_path / "seeded",
                        "--init", init, "--resume")
     assert code == 1 and "--init" in err and len(err.strip().splitlines()) == 1

@@ -161,6 +161,14 @@ def _init_model(path: str):
     return model, payload
 
 
+def init_stages(payload: dict) -> list[dict]:
+    """The training stages of a checkpoint, oldest first: the best-epoch metrics of each run its
+    weights went through (earlier runs it was started from with --init, then its own)."""
+    history = [m for m in payload.get("history") or [] if isinstance(m, dict)]
+    own = payload.get("metrics")
+    return history + ([own] if isinstance(own, dict) else [])
+
+
 def _launch_train(args: argparse.Namespace) -> int:
     """Run this same command in ``--nproc`` processes on this machine, started the way
     ``torchrun --standalone`` starts them (torch's elastic launcher). The workers see --nproc
@@ -217,17 +225,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         cfg = distributed.on_main(ctx, lambda: _prepare_train(args))
-        init_model = _init_model(args.init)[0] if args.init is not None else None
+        init_model, init_history = None, None
+        if args.init is not None:
+            init_model, init_payload = _init_model(args.init)
+            init_history = init_stages(init_payload)
         if args.data:
             from .importers import load_user_data, make_train_dataset
 
             user = load_user_data(args.data)
             result = train(cfg, out, valid=user.valid, resume=args.resume,
-                           init_model=init_model, progress=not args.quiet, dist=ctx,
+                           init_model=init_model, init_history=init_history,
+                           progress=not args.quiet, dist=ctx,
                            train_set=make_train_dataset(user, cfg.mix, cfg.target, cfg.seed))
         else:
             result = train(cfg, out, corpus=Corpus(args.corpus), resume=args.resume,
-                           init_model=init_model, progress=not args.quiet, dist=ctx)
+                           init_model=init_model, init_history=init_history,
+                           progress=not args.quiet, dist=ctx)
         if args.dump_weights:  # tests: each rank's final weights, to compare across ranks
             import torch
 
@@ -551,8 +564,13 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"(algorithmic latency {stft_cfg.frame_ms:.0f} ms)")
     metrics = payload.get("metrics") or {}
     if "valid_snr_db" in metrics:
-        print(f"training: epoch {metrics.get('epoch')}, valid SNR {metrics['valid_snr_db']:.2f} "
-              f"dB, {metrics.get('seconds', 0) / 60:.0f} min")
+        stages = init_stages(payload)
+        # One line per run the weights went through (earlier ones: `train --init`).
+        for i, stage in enumerate(stages, 1):
+            label = f"training (stage {i} of {len(stages)})" if len(stages) > 1 else "training"
+            print(f"{label}: epoch {stage.get('epoch')}, valid SNR "
+                  f"{stage.get('valid_snr_db', float('nan')):.2f} dB, "
+                  f"{stage.get('seconds', 0) / 60:.0f} min")
     return EXIT_OK
 
 

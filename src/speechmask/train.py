@@ -252,10 +252,13 @@ def feature_statistics(model: MaskNet, dataset: MixtureDataset, n: int = 256) ->
 def _write_epoch(
     out: Path, cfg: TrainConfig, model: MaskNet, opt: torch.optim.Optimizer,
     stft_cfg: StftConfig, rows: list[dict], epoch: int, improved: bool, counters: dict,
+    history: list[dict],
 ) -> None:
     """An epoch's files: ``best.pt`` if it improved, ``last.pt`` (with optimiser state, RNG,
-    log and ``counters`` = step/best/stale for resuming), the CSV log and the loss curve."""
-    common = {"train_config": config_to_dict(cfg), "epoch": epoch, "metrics": rows[-1]}
+    log and ``counters`` = step/best/stale for resuming), the CSV log and the loss curve.
+    ``history``: the best-epoch metrics of the earlier runs the weights were started from."""
+    common = {"train_config": config_to_dict(cfg), "epoch": epoch, "metrics": rows[-1],
+              "history": history}
     if improved:
         ckpt.save(out / "best.pt", ckpt.model_payload(model, stft_cfg, **common))
     ckpt.save(out / "last.pt", {
@@ -279,6 +282,7 @@ def train(
     corpus: Corpus | None = None,
     resume: bool = False,
     init_model: MaskNet | None = None,
+    init_history: list[dict] | None = None,
     speech: list[np.ndarray] | None = None,
     noise: list[np.ndarray] | None = None,
     valid: list[EvalPair] | None = None,
@@ -293,7 +297,9 @@ def train(
     (full state for ``resume``), ``train_log.csv`` and ``loss_curve.png``. Data comes from
     ``corpus`` (train/valid splits) unless ``speech``/``noise``/``valid`` are given, or
     ``train_set`` (any Dataset yielding MixtureDataset's item dict and having ``set_epoch``) and
-    ``valid`` are (imported user data). ``init_model`` starts from given weights.
+    ``valid`` are (imported user data). ``init_model`` starts from given weights;
+    ``init_history`` (the best-epoch metrics of the runs that made them, oldest first) is kept in
+    every checkpoint as ``history``, so a model trained in stages says so.
     ``on_epoch(row)`` is called after each epoch's checkpoints are written, with that epoch's
     log row; returning True stops training there (hyper-parameter search prunes with it).
 
@@ -357,6 +363,7 @@ def train(
             opt.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["torch_rng"])
             rows, step = list(state["log"]), int(state["step"])
+            init_history = list(state.get("history", []))
             start_epoch, best, stale = int(state["epoch"]) + 1, float(state["best"]), int(
                 state["stale"])
         except (KeyError, ValueError, RuntimeError, TypeError) as err:
@@ -430,7 +437,7 @@ def train(
         distributed.check_same_weights(dist, model)  # rank 0's files stand for every rank
         distributed.on_main(dist, partial(
             _write_epoch, out, cfg, model, opt, stft_cfg, rows, epoch, improved,
-            {"step": step, "best": best, "stale": stale}))
+            {"step": step, "best": best, "stale": stale}, list(init_history or [])))
         if on_epoch is not None and distributed.on_main(dist, partial(_ask, on_epoch, row)):
             if main:
                 log.info("stopped after epoch %d by on_epoch", row["epoch"])
