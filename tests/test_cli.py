@@ -105,6 +105,10 @@ def test_enhance_folder_skips_bad_files_and_keeps_tree(capsys, tmp_path, model_p
                           "--model", model_path)
     # Files named one by one land directly in -o; a.wav is there already.
     assert code == 0 and "1 skipped" in stdout and (out / "b.flac").is_file()
+    # Nothing left to do: the summary says so, without a meaningless speed.
+    code, stdout, _ = run(capsys, "enhance", src / "a.wav", "-o", out, "--model", model_path)
+    assert code == 0 and "0 file(s) enhanced, 1 skipped" in stdout
+    assert "nan" not in stdout and "real-time factor" not in stdout
     code, stdout, _ = run(capsys, "enhance", src / "a.wav", "-o", out, "--model", model_path,
                           "--overwrite", "--format", "flac")
     assert code == 0 and (out / "a.flac").is_file()

@@ -498,9 +498,11 @@ def cmd_enhance(args: argparse.Namespace) -> int:
                 bar.update()
     bar.close()
     wall = time.time() - t0
-    rtf = wall / seconds if seconds else float("nan")
-    print(f"{done} file(s) enhanced, {skipped} skipped, {failed} failed; "
-          f"{seconds / 3600:.4f} h of audio in {wall:.1f} s (real-time factor {rtf:.4f})")
+    summary = f"{done} file(s) enhanced, {skipped} skipped, {failed} failed"
+    if seconds:  # nothing enhanced (all skipped or failed): no speed to report
+        summary += (f"; {seconds / 3600:.4f} h of audio in {wall:.1f} s (real-time factor "
+                    f"{wall / seconds:.4f})")
+    print(summary)
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
