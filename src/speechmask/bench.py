@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -111,10 +112,19 @@ def available_backends(model: str | os.PathLike | None) -> list[str]:
     return backends
 
 
-def _torch_threads() -> int:
+@contextmanager
+def _torch_threads_restored(backends: Sequence[str]) -> Iterator[None]:
+    """Measurements set torch's thread count per row; put the caller's back afterwards."""
+    if "torch" not in backends:
+        yield
+        return
     import torch
 
-    return torch.get_num_threads()
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        _set_torch_threads(before)
 
 
 def _set_torch_threads(threads: int) -> None:
@@ -155,20 +165,18 @@ def measure_rtf(audio: np.ndarray, backends: Sequence[str], threads: Sequence[in
     """
     seconds = len(audio) / MODEL_RATE
     rows = []
-    restore = _torch_threads() if "torch" in backends else None
-    for backend in backends:
-        for n_threads in threads:
-            offline, streaming = _enhancers(backend, model, n_threads)
-            for path, fn in (("offline", offline), ("streaming", streaming)):
-                fn(audio[:MODEL_RATE])  # warm-up: first-call allocations, lazy init
-                w0, c0 = time.perf_counter(), time.process_time()
-                fn(audio)
-                cpu, wall = time.process_time() - c0, time.perf_counter() - w0
-                rows.append(SpeedRow(backend, path, n_threads, cpu / seconds, wall))
-                log.debug("%s %s, %d thread(s): RTF %.4f", backend, path, n_threads,
-                         rows[-1].rtf)
-    if restore is not None:
-        _set_torch_threads(restore)
+    with _torch_threads_restored(backends):
+        for backend in backends:
+            for n_threads in threads:
+                offline, streaming = _enhancers(backend, model, n_threads)
+                for path, fn in (("offline", offline), ("streaming", streaming)):
+                    fn(audio[:MODEL_RATE])  # warm-up: first-call allocations, lazy init
+                    w0, c0 = time.perf_counter(), time.process_time()
+                    fn(audio)
+                    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+                    rows.append(SpeedRow(backend, path, n_threads, cpu / seconds, wall))
+                    log.debug("%s %s, %d thread(s): RTF %.4f", backend, path, n_threads,
+                              rows[-1].rtf)
     return rows
 
 
@@ -178,33 +186,33 @@ def measure_hops(audio: np.ndarray, backends: Sequence[str],
 
     ``audio: [samples]`` at 16 kHz; every whole hop after ``warmup`` calls is timed.
     """
-    timings = []
-    restore = _torch_threads() if "torch" in backends else None
-    for backend in backends:
-        if backend == "torch":
-            from .streaming import StreamingEnhancer
+    with _torch_threads_restored(backends):
+        return [_time_hops(backend, audio, model, warmup) for backend in backends]
 
-            _set_torch_threads(1)
-            stream = StreamingEnhancer.load(model)
-        else:
-            from .onnx_backend import OnnxStreamingEnhancer
 
-            stream = OnnxStreamingEnhancer.load(model, threads=1)
-        hop = stream.cfg.hop
-        if len(audio) < (warmup + 1) * hop:
-            raise ValueError(f"per-hop timing needs at least {(warmup + 1) * hop} samples")
-        times = []
-        for start in range(0, len(audio) - hop + 1, hop):
-            t0 = time.perf_counter()
-            stream.process(audio[start : start + hop])
-            times.append(time.perf_counter() - t0)
-        ms = np.asarray(times[warmup:]) * 1000
-        timings.append(HopTiming(backend, len(ms), float(ms.mean()),
-                                 float(np.percentile(ms, 99)), float(ms.max()),
-                                 1000 * hop / MODEL_RATE, stream.latency_ms))
-    if restore is not None:
-        _set_torch_threads(restore)
-    return timings
+def _time_hops(backend: str, audio: np.ndarray, model: str | os.PathLike | None,
+               warmup: int) -> HopTiming:
+    """One backend's row of :func:`measure_hops`."""
+    if backend == "torch":
+        from .streaming import StreamingEnhancer
+
+        _set_torch_threads(1)
+        stream = StreamingEnhancer.load(model)
+    else:
+        from .onnx_backend import OnnxStreamingEnhancer
+
+        stream = OnnxStreamingEnhancer.load(model, threads=1)
+    hop = stream.cfg.hop
+    if len(audio) < (warmup + 1) * hop:
+        raise ValueError(f"per-hop timing needs at least {(warmup + 1) * hop} samples")
+    times = []
+    for start in range(0, len(audio) - hop + 1, hop):
+        t0 = time.perf_counter()
+        stream.process(audio[start : start + hop])
+        times.append(time.perf_counter() - t0)
+    ms = np.asarray(times[warmup:]) * 1000
+    return HopTiming(backend, len(ms), float(ms.mean()), float(np.percentile(ms, 99)),
+                     float(ms.max()), 1000 * hop / MODEL_RATE, stream.latency_ms)
 
 
 def format_report(rows: Sequence[SpeedRow], hops: Sequence[HopTiming], seconds: float) -> str:

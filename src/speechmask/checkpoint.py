@@ -82,6 +82,15 @@ def load_model(path: str | os.PathLike | None = None) -> tuple[MaskNet, StftConf
     return model, stft_cfg, payload
 
 
+def training_stages(payload: dict[str, Any]) -> list[dict]:
+    """The training stages of a checkpoint, oldest first: the best-epoch metrics of each run its
+    weights went through (earlier runs it was started from, kept as ``history``, then its own
+    ``metrics``)."""
+    history = [m for m in payload.get("history") or [] if isinstance(m, dict)]
+    own = payload.get("metrics")
+    return history + ([own] if isinstance(own, dict) else [])
+
+
 def export_inference(src: str | os.PathLike, dst: str | os.PathLike, half: bool = True) -> Path:
     """Write a slim inference checkpoint of ``src``: configs, weights and metrics only (no
     optimiser state); with ``half`` the weights are stored as float16, halving the file (they

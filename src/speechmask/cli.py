@@ -107,10 +107,11 @@ def _train_config(args: argparse.Namespace):
     )
 
 
-def _prepare_train(args: argparse.Namespace):
+def _prepare_train(args: argparse.Namespace, init_model=None):
     """Check --out against --resume/--overwrite and return the run's TrainConfig (from
-    last.pt when resuming). Runs where the run folder is: in the launching process, or on rank 0
-    of a multi-process run."""
+    last.pt when resuming; with the architecture of ``init_model``, the loaded --init model,
+    when given). Runs where the run folder is: in the launching process, or on rank 0 of a
+    multi-process run."""
     out = Path(args.out)
     if args.resume and not (out / "last.pt").is_file():
         raise UserError(f"{out / 'last.pt'}: nothing to resume; drop --resume to start fresh")
@@ -118,14 +119,13 @@ def _prepare_train(args: argparse.Namespace):
         raise UserError(f"{out}: holds a training run; pass --resume to continue it or "
                         "--overwrite to start again")
     cfg = _train_config(args)
-    if args.init is not None:
+    if init_model is not None:
         if args.resume:
             raise UserError("--init starts a new run from a model's weights; --resume continues "
                             f"the run in {out}: use one of them")
-        init_cfg = _init_model(args.init)[0].cfg
         # The architecture (and its feature normalisation) is the init model's; dropout is a
         # training setting and stays this command's.
-        cfg = replace(cfg, model=replace(init_cfg, dropout=args.dropout))
+        cfg = replace(cfg, model=replace(init_model.cfg, dropout=args.dropout))
     if args.resume:
         from .checkpoint import load_raw
         from .train import config_from_dict
@@ -145,12 +145,15 @@ def _prepare_train(args: argparse.Namespace):
     return cfg
 
 
-def _init_model(path: str):
-    """``(model, payload)`` of the --init checkpoint; one-line error when it cannot seed a run
-    (unreadable, or trained on another STFT than training uses)."""
-    from .checkpoint import load_model
+def _init_model(path: str | None):
+    """``(model, training stages)`` of the --init checkpoint (``(None, None)`` without one);
+    one-line error when it cannot seed a run (unreadable, or trained on another STFT than
+    training uses)."""
+    from .checkpoint import load_model, training_stages
     from .features import StftConfig
 
+    if path is None:
+        return None, None
     if not Path(path).is_file():
         raise UserError(f"{path}: no such model file; pass a checkpoint such as "
                         "runs/NAME/best.pt or the shipped model.pt")
@@ -158,15 +161,7 @@ def _init_model(path: str):
     if stft_cfg != StftConfig():
         raise UserError(f"{path}: trained on another STFT ({stft_cfg}); training uses "
                         f"{StftConfig()}")
-    return model, payload
-
-
-def init_stages(payload: dict) -> list[dict]:
-    """The training stages of a checkpoint, oldest first: the best-epoch metrics of each run its
-    weights went through (earlier runs it was started from with --init, then its own)."""
-    history = [m for m in payload.get("history") or [] if isinstance(m, dict)]
-    own = payload.get("metrics")
-    return history + ([own] if isinstance(own, dict) else [])
+    return model, training_stages(payload)
 
 
 def _launch_train(args: argparse.Namespace) -> int:
@@ -214,7 +209,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError(f"--nproc must be >= 1, got {args.nproc}")
     device = resolve_device(args.device)
     if args.nproc is not None and args.nproc > 1 and not distributed.launched_by_torchrun():
-        _prepare_train(args)  # refuse a bad --out here, before any process starts
+        # Refuse a bad --out or --init here, before any process starts.
+        _prepare_train(args, _init_model(args.init)[0])
         return _launch_train(args)
     ctx = distributed.init_from_env(device)  # single process unless started by torchrun
     if not ctx.is_main:
@@ -224,11 +220,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                     ctx.local_world_size)
     out = Path(args.out)
     try:
-        cfg = distributed.on_main(ctx, lambda: _prepare_train(args))
-        init_model, init_history = None, None
-        if args.init is not None:
-            init_model, init_payload = _init_model(args.init)
-            init_history = init_stages(init_payload)
+        init_model, init_history = _init_model(args.init)
+        cfg = distributed.on_main(ctx, lambda: _prepare_train(args, init_model))
         if args.data:
             from .importers import load_user_data, make_train_dataset
 
@@ -549,7 +542,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .checkpoint import default_model_path, load_model
+    from .checkpoint import default_model_path, load_model, training_stages
     from .model import describe
 
     path = Path(args.model) if args.model else default_model_path()
@@ -566,7 +559,7 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"(algorithmic latency {stft_cfg.frame_ms:.0f} ms)")
     metrics = payload.get("metrics") or {}
     if "valid_snr_db" in metrics:
-        stages = init_stages(payload)
+        stages = training_stages(payload)
         # One line per run the weights went through (earlier ones: `train --init`).
         for i, stage in enumerate(stages, 1):
             label = f"training (stage {i} of {len(stages)})" if len(stages) > 1 else "training"

@@ -354,6 +354,7 @@ def train(
     total_steps = steps_per_epoch * cfg.epochs
 
     rows: list[dict] = []
+    history = list(init_history or [])  # resuming takes last.pt's instead
     start_epoch, step, best, stale = 0, 0, -math.inf, 0
     last_path = out / "last.pt"
     if resume:
@@ -363,7 +364,7 @@ def train(
             opt.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["torch_rng"])
             rows, step = list(state["log"]), int(state["step"])
-            init_history = list(state.get("history", []))
+            history = list(state.get("history", []))
             start_epoch, best, stale = int(state["epoch"]) + 1, float(state["best"]), int(
                 state["stale"])
         except (KeyError, ValueError, RuntimeError, TypeError) as err:
@@ -437,7 +438,7 @@ def train(
         distributed.check_same_weights(dist, model)  # rank 0's files stand for every rank
         distributed.on_main(dist, partial(
             _write_epoch, out, cfg, model, opt, stft_cfg, rows, epoch, improved,
-            {"step": step, "best": best, "stale": stale}, list(init_history or [])))
+            {"step": step, "best": best, "stale": stale}, history))
         if on_epoch is not None and distributed.on_main(dist, partial(_ask, on_epoch, row)):
             if main:
                 log.info("stopped after epoch %d by on_epoch", row["epoch"])
