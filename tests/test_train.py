@@ -10,7 +10,14 @@ from speechmask import checkpoint as ckpt
 from speechmask.data import AugmentConfig, EvalPair, MixConfig, mix
 from speechmask.metrics import snr_db
 from speechmask.model import ModelConfig
-from speechmask.train import TrainConfig, compute_loss, lr_at, spectral_snr_db, train
+from speechmask.train import (
+    TrainConfig,
+    compute_loss,
+    lr_at,
+    spectral_si_sdr_db,
+    spectral_snr_db,
+    train,
+)
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +114,26 @@ def test_spectral_snr_and_loss():
     mask = torch.ones(2, 5, 257)
     loss = compute_loss(cfg, mask, mask, ref, ref)
     assert loss < -7.0  # -SNR/10 of a perfect estimate
+
+
+@pytest.mark.parametrize("gain", [0.25, 0.5, 2.0])
+def test_spectral_si_sdr_ignores_scale_and_matches_waveform(gain):
+    from speechmask.features import stft
+    from speechmask.metrics import si_sdr_db
+    from speechmask.stft_config import StftConfig
+
+    ref = torch.randn(2, 5, 257, dtype=torch.complex64)
+    assert spectral_si_sdr_db(gain * ref, ref).min() > 70  # a scaled copy is perfect...
+    assert spectral_snr_db(gain * ref, ref).max() < 13  # ...which SNR does not forgive
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.randn(1, 16000, generator=gen)
+    est = gain * clean + 0.3 * torch.randn(1, 16000, generator=gen)
+    cfg = StftConfig()
+    spectral = float(spectral_si_sdr_db(stft(est, cfg), stft(clean, cfg))[0])
+    assert spectral == pytest.approx(si_sdr_db(clean[0].numpy(), est[0].numpy()), abs=0.05)
+    mask = torch.full((1, 5, 257), 0.5)
+    with_si_sdr = compute_loss(_cfg(loss="bce+snr+sisdr"), mask, mask, ref[:1], ref[:1])
+    assert with_si_sdr < compute_loss(_cfg(loss="bce+snr"), mask, mask, ref[:1], ref[:1])
 
 
 def test_empty_sources_are_an_error(tmp_path, toy):
