@@ -10,10 +10,13 @@ from speechmask.model import MaskNet, ModelConfig
 from speechmask.streaming import StreamingEnhancer
 
 
-@pytest.fixture(params=["lstm", "gru"])
+@pytest.fixture(params=[("lstm", 1.0), ("gru", 1.0), ("gru", 1.3)])
 def model(request):
+    """Both cells, and a calibrated mask exponent (a pointwise power: streams like the rest)."""
+    cell, mask_exponent = request.param
     torch.manual_seed(0)
-    m = MaskNet(ModelConfig(cell=request.param, hidden=24, layers=2, dropout=0.0))
+    m = MaskNet(ModelConfig(cell=cell, hidden=24, layers=2, dropout=0.0,
+                            mask_exponent=mask_exponent))
     m.set_normalization(torch.full((257,), -8.0), torch.full((257,), 4.0))
     return m.eval()
 

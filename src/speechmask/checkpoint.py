@@ -97,7 +97,7 @@ def export_inference(src: str | os.PathLike, dst: str | os.PathLike, half: bool 
     are cast back to float32 on load; masks change by < 1e-3)."""
     payload = load_raw(src)
     keep = {k: payload[k] for k in ("model_config", "stft_config", "metrics", "train_config",
-                                    "epoch", "history") if k in payload}
+                                    "epoch", "history", "calibration") if k in payload}
     state = payload["state_dict"]
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}

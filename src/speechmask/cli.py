@@ -327,6 +327,52 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# calibrate
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import best_exponent, score_exponents, write_calibrated
+    from .checkpoint import load_model
+    from .data import Corpus, eval_pairs, load_pair, read_pairs
+
+    src, out = Path(args.model), Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise UserError(f"{out}: exists; pass --overwrite to replace it")
+    if src.exists() and src.resolve() == out.resolve():
+        raise UserError(f"{out}: would overwrite the input model; choose another name")
+    try:
+        exponents = [float(v) for v in args.exponents.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--exponents {args.exponents!r}: give numbers like 1.0,1.2,1.4") from None
+    if not exponents or any(not 0.0 < p <= 4.0 for p in exponents):
+        raise UserError(f"--exponents {args.exponents!r}: each must be in (0, 4]")
+    model, stft_cfg, _ = load_model(src)
+    if stft_cfg.sample_rate != 16_000:
+        raise UserError(f"{src}: calibration runs on 16 kHz mixtures; this model is "
+                        f"{stft_cfg.sample_rate} Hz")
+    if args.pairs:
+        pairs = [load_pair(row) for row in read_pairs(args.pairs)[:args.count]]
+        source = str(args.pairs)
+    else:
+        pairs = [(p.clean, p.noisy) for p in eval_pairs(Corpus(args.corpus), args.set,
+                                                         args.count)]
+        source = f"fixed {args.set} set"
+    if not pairs:
+        raise UserError(f"{source}: no pairs to calibrate on")
+    scores = score_exponents(model, stft_cfg, pairs, exponents, progress=not args.quiet)
+    chosen = best_exponent(scores)
+    print(f"mask exponent on {len(pairs)} pairs of the {source} "
+          f"(model trained at {model.cfg.mask_exponent:g}):")
+    print("| exponent | SNR dB | SI-SDR dB |\n|---:|---:|---:|")
+    for s in scores:
+        mark = " (chosen)" if s is chosen else ""
+        print(f"| {s.exponent:g}{mark} | {s.snr_db:.2f} | {s.si_sdr_db:.2f} |")
+    written = write_calibrated(src, out, scores, chosen, source)
+    print(f"wrote {written} with mask exponent {chosen.exponent:g}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
 # enhance
 
 
@@ -566,6 +612,15 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"{label}: epoch {stage.get('epoch')}, valid SNR "
                   f"{stage.get('valid_snr_db', float('nan')):.2f} dB, "
                   f"{stage.get('seconds', 0) / 60:.0f} min")
+    calibration = payload.get("calibration")
+    if isinstance(calibration, dict):
+        by_exponent = {s["exponent"]: s for s in calibration.get("scores", [])}
+        trained, chosen = by_exponent.get(1.0), by_exponent.get(model.cfg.mask_exponent)
+        gain = (f": SNR {trained['snr_db']:.2f} -> {chosen['snr_db']:.2f} dB, SI-SDR "
+                f"{trained['si_sdr_db']:.2f} -> {chosen['si_sdr_db']:.2f} dB"
+                if trained and chosen else "")
+        print(f"mask exponent: {model.cfg.mask_exponent:g} (calibrated on the "
+              f"{calibration.get('set')}{gain})")
     return EXIT_OK
 
 
@@ -670,6 +725,7 @@ def _needs_torch(args: argparse.Namespace) -> int:
 def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
     """train, finetune, tune and evaluate (their defaults come from torch-importing modules)."""
     # train
+    from .calibrate import DEFAULT_EXPONENTS
     from .data import AugmentConfig, MixConfig  # noqa: F401  (defaults below mirror them)
     from .model import ModelConfig
     from .train import LOSSES, TrainConfig
@@ -776,6 +832,21 @@ def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
                     help="where the model runs (auto: CUDA when present)")
     ev.set_defaults(func=cmd_evaluate)
 
+    ca = sub.add_parser("calibrate", help="fit a trained model's mask exponent on held-out "
+                        "mixtures (a free ~0.1 dB) and write the calibrated model")
+    ca.add_argument("model", help="checkpoint to calibrate, e.g. RUN/best.pt")
+    ca.add_argument("--out", required=True, help="calibrated checkpoint to write")
+    ca.add_argument("--pairs", default=None,
+                    help="pairs.csv of your own held-out set (`data testset`) instead of --set")
+    ca.add_argument("--set", choices=("valid",), default="valid",
+                    help="the corpus split to fit on (never test: it is kept for reporting)")
+    ca.add_argument("--count", type=int, default=None, help="first N pairs only")
+    ca.add_argument("--corpus", default=None)
+    ca.add_argument("--exponents", default=",".join(f"{p:g}" for p in DEFAULT_EXPONENTS),
+                    help="comma list of candidate mask exponents, each in (0, 4]")
+    ca.add_argument("--overwrite", action="store_true")
+    ca.set_defaults(func=cmd_calibrate)
+
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
@@ -814,7 +885,7 @@ def build_parser() -> argparse.ArgumentParser:
     try:
         _add_training_parsers(sub)
     except ImportError:  # an ONNX-only install: no torch, so no training tools
-        for name in ("train", "finetune", "tune", "evaluate"):
+        for name in ("train", "finetune", "tune", "evaluate", "calibrate"):
             stub = sub.add_parser(name, help="(needs PyTorch: pip install 'speechmask[torch]')")
             stub.set_defaults(func=_needs_torch)
 

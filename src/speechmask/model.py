@@ -1,9 +1,10 @@
 """The causal mask-estimating RNN.
 
 ``MaskNet(mag, state) -> (mask, state)``: compressed, normalised magnitude -> stacked LSTM/GRU ->
-dropout -> dense -> sigmoid. Everything is causal (unidirectional RNN, no look-ahead), and the
-recurrent state is an explicit tuple of tensors, so running the model frame by frame while
-carrying the state gives exactly the same masks as running it on the whole signal.
+dropout -> dense -> sigmoid (-> power, see ModelConfig.mask_exponent). Everything is causal
+(unidirectional RNN, no look-ahead), and the recurrent state is an explicit tuple of tensors, so
+running the model frame by frame while carrying the state gives exactly the same masks as running
+it on the whole signal.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ class ModelConfig:
     compression: str = "log"
     # Exponent of "power" compression.
     power: float = 0.3
+    # The mask is sigmoid(...) ** mask_exponent, in (0, 4]. 1 while a model is first trained;
+    # `speechmask calibrate` fits it on the valid split afterwards: the BCE term pulls the mask
+    # toward the IRM, which is milder than what maximises SNR (the shipped GRU gained ~0.1 dB
+    # SNR and SI-SDR at 1.2-1.3). Pointwise, so offline, streaming and ONNX all apply it alike.
+    mask_exponent: float = 1.0
 
     def __post_init__(self) -> None:
         if self.cell not in ("lstm", "gru"):
@@ -48,6 +54,8 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.mask_exponent <= 4.0:
+            raise ValueError(f"mask_exponent must be in (0, 4], got {self.mask_exponent}")
         FeatureConfig(self.compression, self.power)  # validates compression/power
 
     @property
@@ -101,6 +109,8 @@ class MaskNet(nn.Module):
         rnn_state = state if self.cfg.cell == "lstm" else state[0]
         out, new_state = self.rnn(self.features(mag), rnn_state)
         mask = torch.sigmoid(self.dense(self.dropout(out)))
+        if self.cfg.mask_exponent != 1.0:
+            mask = mask.pow(self.cfg.mask_exponent)
         new_state = tuple(new_state) if self.cfg.cell == "lstm" else (new_state,)
         return mask, new_state
 
