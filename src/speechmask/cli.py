@@ -833,11 +833,12 @@ def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=cmd_evaluate)
 
     ca = sub.add_parser("calibrate", help="fit a trained model's mask exponent on held-out "
-                        "mixtures (a free ~0.1 dB) and write the calibrated model")
+                        "pairs like the audio you will enhance, and write the calibrated model")
     ca.add_argument("model", help="checkpoint to calibrate, e.g. RUN/best.pt")
     ca.add_argument("--out", required=True, help="calibrated checkpoint to write")
     ca.add_argument("--pairs", default=None,
-                    help="pairs.csv of your own held-out set (`data testset`) instead of --set")
+                    help="pairs.csv (columns id,noisy,clean; paths relative to it) of held-out "
+                    "pairs like the recordings you will enhance, instead of --set")
     ca.add_argument("--set", choices=("valid",), default="valid",
                     help="the corpus split to fit on (never test: it is kept for reporting)")
     ca.add_argument("--count", type=int, default=None, help="first N pairs only")
