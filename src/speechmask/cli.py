@@ -331,7 +331,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import best_exponent, score_exponents, write_calibrated
+    from .calibrate import best_exponent, check_exponents, score_exponents, write_calibrated
     from .checkpoint import load_model
     from .data import Corpus, eval_pairs, load_pair, read_pairs
 
@@ -344,8 +344,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         exponents = [float(v) for v in args.exponents.split(",") if v.strip()]
     except ValueError:
         raise UserError(f"--exponents {args.exponents!r}: give numbers like 1.0,1.2,1.4") from None
-    if not exponents or any(not 0.0 < p <= 4.0 for p in exponents):
-        raise UserError(f"--exponents {args.exponents!r}: each must be in (0, 4]")
+    check_exponents(exponents)  # before the minute of loading and scoring
     model, stft_cfg, _ = load_model(src)
     if stft_cfg.sample_rate != 16_000:
         raise UserError(f"{src}: calibration runs on 16 kHz mixtures; this model is "

@@ -53,9 +53,10 @@ class TrainConfig:
     # snr_weight x negative SNR (dB) of the masked spectrum against the clean spectrum - the
     # quantity we report, so the net spends its capacity on the loud bins that decide it.
     # "bce+snr+sisdr": the SNR term replaced by the mean of -SNR and -SI-SDR: SNR alone rewards
-    # shrinking speech along with the noise (the shipped model keeps 0.91 of the speech
-    # amplitude on valid, and its SI-SDR trails its SNR by 1.2 dB at -5 dB input); SI-SDR does
-    # not. "snr": the SNR term alone.
+    # shrinking speech along with the noise (the second-stage GRU kept 0.91 of the speech
+    # amplitude on valid, its SI-SDR 1.2 dB below its SNR at -5 dB input); SI-SDR does not.
+    # The shipped model's last 45 epochs used it (+0.1 dB on both, docs/experiments.md).
+    # "snr": the SNR term alone.
     loss: str = "bce+snr"
     # Weight of the -SNR/10 (or -(SNR+SI-SDR)/20) term (dB/10 is on the scale of BCE values,
     # ~0.1-1).
