@@ -333,7 +333,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibrate import best_exponent, check_exponents, score_exponents, write_calibrated
     from .checkpoint import load_model
-    from .data import Corpus, eval_pairs, load_pair, read_pairs
+    from .evaluate import load_eval_items
 
     src, out = Path(args.model), Path(args.out)
     if out.exists() and not args.overwrite:
@@ -349,15 +349,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if stft_cfg.sample_rate != 16_000:
         raise UserError(f"{src}: calibration runs on 16 kHz mixtures; this model is "
                         f"{stft_cfg.sample_rate} Hz")
-    if args.pairs:
-        pairs = [load_pair(row) for row in read_pairs(args.pairs)[:args.count]]
-        source = str(args.pairs)
-    else:
-        pairs = [(p.clean, p.noisy) for p in eval_pairs(Corpus(args.corpus), args.set,
-                                                         args.count)]
-        source = f"fixed {args.set} set"
-    if not pairs:
-        raise UserError(f"{source}: no pairs to calibrate on")
+    items, source = load_eval_items(Path(args.pairs) if args.pairs else None,
+                                    None if args.pairs else args.set, args.count, args.corpus)
+    pairs = [(clean, noisy) for _, clean, noisy, *_ in items]
     scores = score_exponents(model, stft_cfg, pairs, exponents, progress=not args.quiet)
     chosen = best_exponent(scores)
     print(f"mask exponent on {len(pairs)} pairs of the {source} "

@@ -36,6 +36,32 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def load_eval_items(
+    pairs_csv: Path | None = None,
+    split: str | None = None,
+    count: int | None = None,
+    corpus_dir: str | None = None,
+) -> tuple[list[tuple], str]:
+    """The pairs of a ``pairs.csv`` set, or of the fixed ``split`` set built in memory, as
+    ``(id, clean [N], noisy [N], input_snr_db, noise_type)`` tuples (first ``count`` only),
+    with a label naming where they came from. DataError when there are none."""
+    if pairs_csv is not None:
+        items = []
+        for row in read_pairs(pairs_csv)[:count]:
+            clean, noisy = load_pair(row)
+            items.append((row.id, clean, noisy, row.input_snr_db, row.noise_type))
+        source = str(pairs_csv)
+    elif split is not None:
+        pairs = eval_pairs(Corpus(corpus_dir), split, count)
+        items = [(p.id, p.clean, p.noisy, p.input_snr_db, p.noise_type) for p in pairs]
+        source = f"fixed {split} set (in memory)"
+    else:
+        raise DataError("give a pairs.csv or a split (valid/test) to evaluate on")
+    if not items:
+        raise DataError(f"{source}: no pairs to evaluate")
+    return items, source
+
+
 def evaluate(
     model_path: Path | None = None,
     pairs_csv: Path | None = None,
@@ -60,21 +86,7 @@ def evaluate(
     for m in metrics:
         if m not in METRICS:
             raise DataError(f"unknown metric {m!r}; use some of {', '.join(METRICS)}")
-    if pairs_csv is not None:
-        rows = read_pairs(pairs_csv)[:count]
-        items = []
-        for row in rows:
-            clean, noisy = load_pair(row)
-            items.append((row.id, clean, noisy, row.input_snr_db, row.noise_type))
-        source = str(pairs_csv)
-    elif split is not None:
-        pairs = eval_pairs(Corpus(corpus_dir), split, count)
-        items = [(p.id, p.clean, p.noisy, p.input_snr_db, p.noise_type) for p in pairs]
-        source = f"fixed {split} set (in memory)"
-    else:
-        raise DataError("give a pairs.csv or a split (valid/test) to evaluate on")
-    if not items:
-        raise DataError(f"{source}: no pairs to evaluate")
+    items, source = load_eval_items(pairs_csv, split, count, corpus_dir)
 
     enhancer = None
     if "model" in systems:
