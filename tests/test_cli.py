@@ -142,6 +142,7 @@ def test_enhance_refuses_to_overwrite_input(capsys, tmp_path, model_path):
     (["train", "--out", "{tmp}/run", "--corpus", "{tmp}/emptydir"], "manifest.csv"),
     (["train", "--out", "{tmp}/run", "--resume"], "nothing to resume"),
     (["train", "--out", "{tmp}/run", "--hidden", "-4"], "hidden"),
+    (["train", "--out", "{tmp}/run", "--lookahead", "7"], "lookahead"),
     (["train", "--out", "{tmp}/run", "--snr-range", "10", "-5"], "SNR range reversed"),
     (["train", "--out", "{tmp}/run", "--init", "{tmp}/missing.pt"], "missing.pt"),
     (["train", "--out", "{tmp}/run", "--init", "{tmp}/a.wav"], "a.wav"),
@@ -256,6 +257,19 @@ def test_data_import_then_train_on_it(capsys, tmp_path, speech_like):
     code, _, err = run(capsys, "train", "--data", out, "--out", tmp_path / "seeded",
                        "--init", init, "--resume")
     assert code == 1 and "--init" in err and len(err.strip().splitlines()) == 1
+    # --lookahead on a causal --init model: future-frame inputs start at zero weight.
+    code, _, err = run(capsys, "train", "--data", out, "--out", tmp_path / "ahead", "--init",
+                       init, "--lookahead", "1", "--epochs", "1", "--examples-per-epoch", "8",
+                       "--batch-size", "4", "--crop-seconds", "0.5")
+    assert code == 0, err
+    ahead = torch.load(tmp_path / "ahead" / "best.pt", weights_only=True)
+    assert ahead["model_config"]["lookahead"] == 1
+    assert ahead["state_dict"]["rnn.weight_ih_l0"].shape[1] == 2 * 257
+    code, stdout, err = run(capsys, "info", "--model", tmp_path / "ahead" / "best.pt")
+    assert code == 0 and "48 ms" in stdout and "look-ahead" in stdout, err
+    code, _, err = run(capsys, "train", "--data", out, "--out", tmp_path / "back", "--init",
+                       tmp_path / "ahead" / "best.pt", "--lookahead", "2")
+    assert code == 1 and "look-ahead 1" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(capsys, "data", "import", src, "--out", out)
     assert code == 1 and len(err.strip().splitlines()) == 1
 

@@ -3,13 +3,14 @@
 import pytest
 import torch
 
-from speechmask.model import MaskNet, ModelConfig, describe
+from speechmask.model import MaskNet, ModelConfig, describe, with_lookahead
 
 
-@pytest.fixture(params=["lstm", "gru"])
+@pytest.fixture(params=[("lstm", 0), ("gru", 0), ("gru", 1), ("lstm", 3)])
 def model(request):
+    cell, lookahead = request.param
     torch.manual_seed(0)
-    m = MaskNet(ModelConfig(cell=request.param, hidden=32, layers=2, dropout=0.1))
+    m = MaskNet(ModelConfig(cell=cell, hidden=32, layers=2, dropout=0.1, lookahead=lookahead))
     m.set_normalization(torch.full((257,), -5.0), torch.full((257,), 3.0))
     return m.eval()
 
@@ -19,8 +20,30 @@ def test_shapes_and_range(model):
     mask, state = model(mag)
     assert mask.shape == (3, 40, 257)
     assert mask.min() >= 0 and mask.max() <= 1
-    assert all(s.shape == (2, 3, 32) for s in state)
-    assert len(state) == (2 if model.cfg.cell == "lstm" else 1)
+    n_rnn = 2 if model.cfg.cell == "lstm" else 1
+    assert all(s.shape == (2, 3, 32) for s in state[:n_rnn])
+    k = model.cfg.lookahead
+    assert len(state) == n_rnn + (1 if k else 0)
+    if k:  # the last k normalised feature frames
+        assert torch.equal(state[-1], model.features(mag[:, -k:]))
+    assert model.offline(mag).shape == (3, 40, 257)
+
+
+def test_offline_is_the_stream_flushed_with_silence(model):
+    """Row t of the stream is frame t - k; offline = stream + k silent frames, shifted by k."""
+    k = model.cfg.lookahead
+    mag = torch.rand(2, 30, 257) * 5
+    with torch.no_grad():
+        stream, _ = model(torch.cat([mag, torch.zeros(2, k, 257)], 1))
+        offline = model.offline(mag)
+    assert torch.equal(offline, stream[:, k:])
+    if k:  # the mask of a frame depends on the frames after it
+        changed = mag.clone()
+        changed[:, 20] *= 3
+        with torch.no_grad():
+            after = model.offline(changed)
+        assert not torch.allclose(after[:, 20 - k], offline[:, 20 - k])
+        assert torch.equal(after[:, : 20 - k], offline[:, : 20 - k])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -52,6 +75,9 @@ def test_parameter_and_mac_counts(cell, hidden, layers):
     gates = 4 if cell == "lstm" else 3
     rnn = sum(gates * hidden * ((257 if i == 0 else hidden) + hidden + 2) for i in range(layers))
     assert m.parameter_count() == rnn + hidden * 257 + 257
+    wide = MaskNet(ModelConfig(cell=cell, hidden=hidden, layers=layers, lookahead=2))
+    assert wide.parameter_count() - m.parameter_count() == gates * hidden * 2 * 257
+    assert wide.macs_per_frame() - m.macs_per_frame() == gates * hidden * 2 * 257
     info = describe(m, 62.5)
     assert info["macs_per_frame"] == m.macs_per_frame()
     assert info["mmacs_per_second"] == pytest.approx(m.macs_per_frame() * 62.5 / 1e6)
@@ -59,7 +85,8 @@ def test_parameter_and_mac_counts(cell, hidden, layers):
 
 @pytest.mark.parametrize("bad", [dict(cell="rnn"), dict(hidden=0), dict(hidden=-3),
                                  dict(layers=0), dict(dropout=1.0), dict(dropout=-0.1),
-                                 dict(compression="mel")])
+                                 dict(compression="mel"), dict(lookahead=-1),
+                                 dict(lookahead=5)])
 def test_config_rejects_impossible_values(bad):
     with pytest.raises(ValueError):
         ModelConfig(**bad)
@@ -68,3 +95,24 @@ def test_config_rejects_impossible_values(bad):
 def test_silence_gives_finite_mask(model):
     mask, _ = model(torch.zeros(1, 10, 257))
     assert torch.isfinite(mask).all()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("lookahead", [1, 2])
+def test_with_lookahead_starts_as_the_same_model_k_frames_later(cell, lookahead):
+    """Zero weights on the future frames: the widened model computes the causal model's masks
+    k frames later (given the same history), so `train --init` starts where the model was."""
+    torch.manual_seed(1)
+    causal = MaskNet(ModelConfig(cell=cell, hidden=16, layers=2)).eval()
+    causal.set_normalization(torch.randn(257), torch.rand(257) + 0.5)
+    wide = with_lookahead(causal, lookahead).eval()
+    assert wide.cfg.lookahead == lookahead and wide.cfg.hidden == 16
+    prefix, mag = torch.rand(1, lookahead, 257) * 4, torch.rand(1, 25, 257) * 4
+    with torch.no_grad():
+        want, _ = causal(torch.cat([prefix, mag], 1))
+        rnn_state = causal.initial_state(1)
+        got, _ = wide(mag, (*rnn_state, causal.features(prefix)))
+    torch.testing.assert_close(got, want[:, :25], atol=1e-6, rtol=0)
+    assert with_lookahead(wide, lookahead) is wide
+    with pytest.raises(ValueError, match="look-ahead"):
+        with_lookahead(wide, lookahead + 1)

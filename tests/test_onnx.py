@@ -33,30 +33,31 @@ from speechmask.streaming import StreamingEnhancer
 HIDDEN, LAYERS = 16, 2
 
 
-def _tiny(cell: str, n_freqs: int = 257, compression: str = "log", seed: int = 0) -> MaskNet:
+def _tiny(cell: str, n_freqs: int = 257, compression: str = "log", seed: int = 0,
+          lookahead: int = 0) -> MaskNet:
     """A tiny model with non-trivial per-bin normalisation (left in train mode on purpose)."""
     torch.manual_seed(seed)
     m = MaskNet(ModelConfig(cell=cell, hidden=HIDDEN, layers=LAYERS, dropout=0.2,
-                            n_freqs=n_freqs, compression=compression))
+                            n_freqs=n_freqs, compression=compression, lookahead=lookahead))
     mean = torch.randn(n_freqs) * 2.0 + (-8.0 if compression == "log" else 0.3)
     std = torch.rand(n_freqs) * 3.0 + (1.0 if compression == "log" else 0.1)
     m.set_normalization(mean, std)
     return m
 
 
-@pytest.fixture(scope="module", params=["lstm", "gru"])
+@pytest.fixture(scope="module", params=[("lstm", 0), ("gru", 0), ("gru", 2)])
 def exported(request, tmp_path_factory):
-    """``(model in eval mode, OnnxMaskModel, onnx path)`` per cell, exported once."""
-    model = _tiny(request.param)
+    """``(model in eval mode, OnnxMaskModel, onnx path)`` per cell (and a GRU with two frames
+    of look-ahead, whose state also holds feature history), exported once."""
+    model = _tiny(request.param[0], lookahead=request.param[1])
     path = export_onnx(model, StftConfig(), tmp_path_factory.mktemp("onnx") / "m.onnx")
     assert model.training  # export left the caller's mode alone
     return model.eval(), OnnxMaskModel(path), path
 
 
 def _random_state(model: MaskNet, batch: int, rng: np.random.Generator) -> tuple:
-    n = 2 if model.cfg.cell == "lstm" else 1
-    return tuple(rng.standard_normal((LAYERS, batch, HIDDEN)).astype(np.float32) * 0.5
-                 for _ in range(n))
+    return tuple(rng.standard_normal(s.shape).astype(np.float32) * 0.5
+                 for s in model.initial_state(batch))
 
 
 def _torch_run(model: MaskNet, mag: np.ndarray, state=None):
@@ -80,7 +81,7 @@ def test_mask_and_state_match_torch(exported, frames, batch):
         assert np.abs(mask - want_mask).max() < 1e-5
         assert len(new_state) == len(want_state)
         for got, want in zip(new_state, want_state, strict=True):
-            assert got.shape == (LAYERS, batch, HIDDEN)
+            assert got.shape == want.shape
             assert np.allclose(got, want, rtol=1e-4, atol=1e-5)
 
 

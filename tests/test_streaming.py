@@ -10,13 +10,15 @@ from speechmask.model import MaskNet, ModelConfig
 from speechmask.streaming import StreamingEnhancer
 
 
-@pytest.fixture(params=[("lstm", 1.0), ("gru", 1.0), ("gru", 1.3)])
+@pytest.fixture(params=[("lstm", 1.0, 0), ("gru", 1.0, 0), ("gru", 1.3, 0), ("lstm", 1.0, 1),
+                        ("gru", 1.0, 2)])
 def model(request):
-    """Both cells, and a calibrated mask exponent (a pointwise power: streams like the rest)."""
-    cell, mask_exponent = request.param
+    """Both cells, a calibrated mask exponent (a pointwise power: streams like the rest), and
+    look-ahead of 1 and 2 frames (masks come k frames late; flush feeds k silent frames)."""
+    cell, mask_exponent, lookahead = request.param
     torch.manual_seed(0)
     m = MaskNet(ModelConfig(cell=cell, hidden=24, layers=2, dropout=0.0,
-                            mask_exponent=mask_exponent))
+                            mask_exponent=mask_exponent, lookahead=lookahead))
     m.set_normalization(torch.full((257,), -8.0), torch.full((257,), 4.0))
     return m.eval()
 
@@ -43,9 +45,11 @@ def test_streaming_equals_offline_on_random_chunkings(model, n, seed):
     assert np.allclose(total[stream.latency :], offline, atol=1e-5)
 
 
-def test_latency_is_one_frame():
-    stream = StreamingEnhancer(MaskNet(ModelConfig(hidden=8, layers=1)))
-    assert stream.latency == 512 and stream.latency_ms == pytest.approx(32.0)
+@pytest.mark.parametrize("lookahead", [0, 1, 2])
+def test_latency_is_one_frame_plus_a_hop_per_lookahead_frame(lookahead):
+    stream = StreamingEnhancer(MaskNet(ModelConfig(hidden=8, layers=1, lookahead=lookahead)))
+    assert stream.latency == 512 + 256 * lookahead
+    assert stream.latency_ms == pytest.approx(32.0 + 16.0 * lookahead)
 
 
 def test_reset_starts_a_new_stream(model):
@@ -104,7 +108,8 @@ def test_stream_cli_keep_latency_and_empty_input(tmp_path, model, rate, seconds)
     aligned = subprocess.run(base, input=pcm.tobytes(), capture_output=True, check=True).stdout
     delayed = subprocess.run(base + ["--keep-latency"], input=pcm.tobytes(),
                              capture_output=True, check=True).stdout
-    lead = round(0.032 * rate)  # 32 ms of leading silence
+    # 32 ms of leading silence, + 16 ms per frame of look-ahead
+    lead = round((0.032 + 0.016 * model.cfg.lookahead) * rate)
     assert len(aligned) == 2 * len(pcm)
     if not len(pcm):
         assert delayed == b"" or set(delayed) == {0}

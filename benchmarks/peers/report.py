@@ -308,7 +308,7 @@ def write_markdown(report: dict, tables: str, path: str | os.PathLike,
         "latency. *delay ms*: median measured output delay (range in brackets). *latency ms*: "
         "algorithmic latency as documented (frame buffering + overlap + look-ahead; *offline* = "
         "whole file). speechmask streaming uses `StreamingEnhancer.enhance`, which removes its "
-        "own 32 ms latency. *RTF*: CPU seconds per audio second on one thread "
+        "own latency (32 ms + 16 ms per frame of model look-ahead). *RTF*: CPU seconds per audio second on one thread "
         "(`time.process_time`), resampling to the native rate included. Oracle masks use the "
         "clean speech: upper bounds, not systems.",
         "",

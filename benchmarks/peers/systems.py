@@ -246,10 +246,12 @@ class SpeechmaskOffline(_Speechmask):
 
 class SpeechmaskStreaming(_Speechmask):
     """speechmask's :class:`~speechmask.streaming.StreamingEnhancer`, fed 10 ms chunks; its
-    ``enhance`` drops the fixed 32 ms latency itself, so the measured delay is 0."""
+    ``enhance`` drops its fixed latency itself, so the measured delay is 0."""
 
     key, name = "speechmask_stream", "speechmask streaming"
-    latency_ms = 32.0  # n_fft/2 + hop = 512 samples at 16 kHz; replaced by the loaded model's
+    # n_fft/2 + hop = 512 samples at 16 kHz (+ 256 per look-ahead frame): the loaded model's
+    # replaces it.
+    latency_ms = 32.0
     notes = "StreamingEnhancer.enhance, 10 ms chunks, output latency-compensated"
 
     def _load(self) -> Any:

@@ -68,7 +68,7 @@ def score_exponents(
     for clean, noisy in tqdm(pairs, desc="calibrate", unit="pair", disable=not progress):
         x = torch.from_numpy(np.ascontiguousarray(noisy, dtype=np.float32))[None]
         spec = stft(x, stft_cfg)
-        mask, _ = model(spec.abs())
+        mask = model.offline(spec.abs())
         for i, p in enumerate(exponents):
             est = istft(spec * mask.pow(p / current), x.shape[-1], stft_cfg)[0].numpy()
             sums[i] += (snr_db(clean, est), si_sdr_db(clean, est))

@@ -97,7 +97,8 @@ def _train_config(args: argparse.Namespace):
     augment = AugmentConfig() if args.augment else AugmentConfig.off()
     return TrainConfig(
         model=ModelConfig(cell=args.cell, hidden=args.hidden, layers=args.layers,
-                          dropout=args.dropout, compression=args.compression),
+                          dropout=args.dropout, compression=args.compression,
+                          lookahead=args.lookahead or 0),
         mix=MixConfig(crop_seconds=args.crop_seconds, snr_low_db=args.snr_range[0],
                       snr_high_db=args.snr_range[1], examples_per_epoch=args.examples_per_epoch,
                       augment=augment),
@@ -125,7 +126,12 @@ def _prepare_train(args: argparse.Namespace, init_model=None):
                             f"the run in {out}: use one of them")
         # The architecture (and its feature normalisation) is the init model's; dropout is a
         # training setting and stays this command's.
-        cfg = replace(cfg, model=replace(init_model.cfg, dropout=args.dropout))
+        lookahead = init_model.cfg.lookahead if args.lookahead is None else args.lookahead
+        if init_model.cfg.lookahead not in (0, lookahead):
+            raise UserError(f"--lookahead {lookahead}: the --init model has look-ahead "
+                            f"{init_model.cfg.lookahead}, which can only be kept")
+        cfg = replace(cfg, model=replace(init_model.cfg, dropout=args.dropout,
+                                         lookahead=lookahead))
     if args.resume:
         from .checkpoint import load_raw
         from .train import config_from_dict
@@ -594,8 +600,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"parameters: {info['parameters']:,}")
     print(f"multiply-accumulates: {info['macs_per_frame']:,} per frame, "
           f"{info['mmacs_per_second']:.1f} M per second of audio")
+    lookahead = info["lookahead"]
+    hop_ms = 1000 * stft_cfg.hop / stft_cfg.sample_rate
+    latency = stft_cfg.frame_ms + lookahead * hop_ms
     print(f"STFT: {stft_cfg.sample_rate} Hz, n_fft {stft_cfg.n_fft}, hop {stft_cfg.hop} "
-          f"(algorithmic latency {stft_cfg.frame_ms:.0f} ms)")
+          f"(algorithmic latency {latency:.0f} ms"
+          + (f", of which {lookahead * hop_ms:.0f} ms look-ahead: {lookahead} frame(s))"
+             if lookahead else ")"))
     metrics = payload.get("metrics") or {}
     if "valid_snr_db" in metrics:
         stages = training_stages(payload)
@@ -733,6 +744,10 @@ def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--hidden", type=int, default=mdef.hidden)
     tr.add_argument("--layers", type=int, default=mdef.layers)
     tr.add_argument("--dropout", type=float, default=mdef.dropout)
+    tr.add_argument("--lookahead", type=int, default=None, metavar="FRAMES",
+                    help="future frames each mask may use, 0-4 (16 ms of latency each; default "
+                    "0, or the --init model's). With --init MODEL of look-ahead 0, the new "
+                    "inputs start at zero weight, so training starts from MODEL's masks")
     tr.add_argument("--compression", choices=("log", "power"), default=mdef.compression)
     tr.add_argument("--target", choices=("ibm", "irm"), default=tdef.target)
     tr.add_argument("--loss", choices=LOSSES, default=tdef.loss)
@@ -917,8 +932,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto (default): onnxruntime for the shipped model or an .onnx model "
                     "(about 3x less CPU per frame), torch for a .pt checkpoint")
     sm.add_argument("--keep-latency", action="store_true",
-                    help="output the delayed stream (32 ms of leading silence, then the signal) "
-                    "instead of trimming it to the input's length and alignment")
+                    help="output the delayed stream (the latency as leading silence: 32 ms, "
+                    "+ 16 ms per look-ahead frame; then the signal) instead of trimming it to "
+                    "the input's length and alignment")
     sm.set_defaults(func=cmd_stream)
 
     ex = sub.add_parser("export", help="write a slim checkpoint and/or an ONNX model")

@@ -70,7 +70,7 @@ class Enhancer:
         """
         x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
         spec = stft(x.to(self.device), self.stft_cfg)
-        mask, _ = self.model(spec.abs())
+        mask = self.model.offline(spec.abs())
         mask = 1.0 - self.strength * (1.0 - mask)
         out = istft(spec * mask, x.shape[-1], self.stft_cfg)
         return out[0].cpu().numpy(), mask[0].cpu().numpy()

@@ -2,21 +2,27 @@
 
 ``MaskNet(mag, state) -> (mask, state)``: compressed, normalised magnitude -> stacked LSTM/GRU ->
 dropout -> dense -> sigmoid (-> power, see ModelConfig.mask_exponent). Everything is causal
-(unidirectional RNN, no look-ahead), and the recurrent state is an explicit tuple of tensors, so
-running the model frame by frame while carrying the state gives exactly the same masks as running
-it on the whole signal.
+(unidirectional RNN), and the recurrent state is an explicit tuple of tensors, so running the
+model frame by frame while carrying the state gives exactly the same masks as running it on the
+whole signal.
+
+With ``ModelConfig.lookahead = k > 0`` the RNN sees frames ``t-k .. t`` at step ``t`` and its
+output row ``t`` is the mask of frame ``t - k``: the stream is k hops late (16 ms each at hop
+256), and the last k feature frames are part of the state. :meth:`MaskNet.offline` gives the
+masks aligned with the input frames (what offline enhancement and training use).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
 
 from .features import FeatureConfig, compress
 
-# State of the recurrent stack: (h, c) for LSTM, (h,) for GRU, each [layers, B, hidden].
+# State: (h, c) for LSTM, (h,) for GRU, each [layers, B, hidden]; with lookahead k > 0 then
+# also the last k normalised feature frames [B, k, F].
 State = tuple[torch.Tensor, ...]
 
 
@@ -44,6 +50,10 @@ class ModelConfig:
     # -0.03 dB on the test split's unseen noises, so the shipped model keeps 1). Pointwise, so
     # offline, streaming and ONNX all apply it alike.
     mask_exponent: float = 1.0
+    # Future frames the mask of a frame may depend on, 0-4. Each adds one hop (16 ms at 16 kHz)
+    # of latency to streaming and (k+1) x n_freqs inputs to the first layer. 0 = strictly causal
+    # frame by frame (the seed's setting).
+    lookahead: int = 0
 
     def __post_init__(self) -> None:
         if self.cell not in ("lstm", "gru"):
@@ -57,6 +67,8 @@ class ModelConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.mask_exponent <= 4.0:
             raise ValueError(f"mask_exponent must be in (0, 4], got {self.mask_exponent}")
+        if not 0 <= self.lookahead <= 4:
+            raise ValueError(f"lookahead must be 0-4 frames, got {self.lookahead}")
         FeatureConfig(self.compression, self.power)  # validates compression/power
 
     @property
@@ -67,7 +79,8 @@ class ModelConfig:
 class MaskNet(nn.Module):
     """Causal RNN mask estimator.
 
-    ``forward(mag: [B, T, F], state) -> (mask: [B, T, F] in [0, 1], state)``.
+    ``forward(mag: [B, T, F], state) -> (mask: [B, T, F] in [0, 1], state)``: row ``t`` of the
+    mask belongs to input frame ``t - lookahead`` (see :meth:`offline` for aligned masks).
     """
 
     def __init__(self, cfg: ModelConfig = ModelConfig()):
@@ -75,7 +88,7 @@ class MaskNet(nn.Module):
         self.cfg = cfg
         rnn_cls = nn.LSTM if cfg.cell == "lstm" else nn.GRU
         self.rnn = rnn_cls(
-            cfg.n_freqs,
+            cfg.n_freqs * (cfg.lookahead + 1),
             cfg.hidden,
             num_layers=cfg.layers,
             batch_first=True,
@@ -100,20 +113,45 @@ class MaskNet(nn.Module):
         """All-zero recurrent state for ``batch`` streams."""
         shape = (self.cfg.layers, batch, self.cfg.hidden)
         n = 2 if self.cfg.cell == "lstm" else 1
-        return tuple(torch.zeros(shape, device=device) for _ in range(n))
+        rnn = tuple(torch.zeros(shape, device=device) for _ in range(n))
+        if self.cfg.lookahead == 0:
+            return rnn
+        # Frames "before the start" are the all-zero (= mean) normalised feature.
+        return (*rnn, torch.zeros(batch, self.cfg.lookahead, self.cfg.n_freqs, device=device))
+
+    def _context(self, feats: torch.Tensor, history: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``feats: [B, T, F]`` -> (``[B, T, (k+1) F]`` frames t-k..t side by side, oldest first;
+        the last k frames ``[B, k, F]`` for the next call)."""
+        k, steps = self.cfg.lookahead, feats.shape[1]
+        full = torch.cat([history, feats], dim=1)  # [B, k + T, F]
+        stacked = torch.cat([full[:, j : j + steps] for j in range(k + 1)], dim=-1)
+        return stacked, full[:, steps:]
 
     def forward(
         self, mag: torch.Tensor, state: State | None = None
     ) -> tuple[torch.Tensor, State]:
         if state is None:
             state = self.initial_state(mag.shape[0], mag.device)
-        rnn_state = state if self.cfg.cell == "lstm" else state[0]
-        out, new_state = self.rnn(self.features(mag), rnn_state)
+        feats = self.features(mag)
+        n_rnn = 2 if self.cfg.cell == "lstm" else 1
+        if self.cfg.lookahead:
+            feats, history = self._context(feats, state[n_rnn])
+        rnn_state = tuple(state[:2]) if self.cfg.cell == "lstm" else state[0]
+        out, new_state = self.rnn(feats, rnn_state)
         mask = torch.sigmoid(self.dense(self.dropout(out)))
         if self.cfg.mask_exponent != 1.0:
             mask = mask.pow(self.cfg.mask_exponent)
         new_state = tuple(new_state) if self.cfg.cell == "lstm" else (new_state,)
+        if self.cfg.lookahead:
+            new_state = (*new_state, history)
         return mask, new_state
+
+    def offline(self, mag: torch.Tensor) -> torch.Tensor:
+        """Masks aligned with the frames of a whole signal: ``mag: [B, T, F] -> [B, T, F]``.
+
+        The last ``lookahead`` frames see silence (all-zero magnitude) as their future, which
+        is what a stream sees when it is flushed."""
+        return offline_masks(self, mag, self.cfg.lookahead)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -122,8 +160,37 @@ class MaskNet(nn.Module):
         """Multiply-accumulates per frame (matrix products only; activations ignored)."""
         gates = 4 if self.cfg.cell == "lstm" else 3
         h, f = self.cfg.hidden, self.cfg.n_freqs
-        rnn = sum(gates * h * ((f if i == 0 else h) + h) for i in range(self.cfg.layers))
+        first = f * (self.cfg.lookahead + 1)
+        rnn = sum(gates * h * ((first if i == 0 else h) + h) for i in range(self.cfg.layers))
         return rnn + h * f
+
+
+def offline_masks(net: nn.Module, mag: torch.Tensor, lookahead: int) -> torch.Tensor:
+    """:meth:`MaskNet.offline` through any wrapper of a MaskNet (DistributedDataParallel in
+    training): ``mag: [B, T, F]`` -> masks ``[B, T, F]`` aligned with its frames."""
+    if lookahead:
+        mag = torch.cat([mag, mag.new_zeros(mag.shape[0], lookahead, mag.shape[2])], dim=1)
+    return net(mag)[0][:, lookahead:]
+
+
+def with_lookahead(model: MaskNet, lookahead: int) -> MaskNet:
+    """A copy of a ``lookahead = 0`` model with ``lookahead`` future frames of input whose
+    weights start at zero: it computes the same masks, ``lookahead`` frames later (apart from
+    the first ``lookahead`` steps of a stream, which see the zero history), and training then
+    learns what the future frames add. Used by ``train --init MODEL --lookahead K``."""
+    if model.cfg.lookahead == lookahead:
+        return model
+    if model.cfg.lookahead != 0:
+        raise ValueError(f"can only add look-ahead to a model without it (this one has "
+                         f"{model.cfg.lookahead})")
+    wide = MaskNet(replace(model.cfg, lookahead=lookahead))
+    state = dict(model.state_dict())
+    old = state["rnn.weight_ih_l0"]  # [gates * hidden, F]
+    new = torch.zeros(old.shape[0], old.shape[1] * (lookahead + 1), dtype=old.dtype)
+    new[:, : old.shape[1]] = old  # the oldest slot: frame t - k, the frame the mask is for
+    state["rnn.weight_ih_l0"] = new
+    wide.load_state_dict(state)
+    return wide
 
 
 def describe(model: MaskNet, frames_per_second: float) -> dict:

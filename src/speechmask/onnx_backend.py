@@ -66,7 +66,9 @@ def export_onnx(model: MaskNet, stft_cfg: StftConfig, path: str | os.PathLike) -
     """Export ``model`` to an ONNX file at ``path`` (written atomically); returns the path.
 
     Graph inputs: ``mag`` ``[B, T, F]`` float32 (``T`` and ``B`` dynamic), ``h`` (and ``c`` for
-    LSTM) ``[layers, B, hidden]``. Outputs: ``mask`` ``[B, T, F]``, ``h_out`` (and ``c_out``).
+    LSTM) ``[layers, B, hidden]`` (and ``history`` ``[B, k, F]`` for look-ahead k > 0).
+    Outputs: ``mask`` ``[B, T, F]`` (row t for frame t - k), ``h_out`` (``c_out``,
+    ``history_out``).
     The model and STFT configs are stored as JSON in the metadata. ``model``'s train/eval mode
     is left as it was.
     """
@@ -79,8 +81,7 @@ def export_onnx(model: MaskNet, stft_cfg: StftConfig, path: str | os.PathLike) -
             f"model has {cfg.n_freqs} frequency bins but the STFT gives "
             f"{stft_cfg.n_fft // 2 + 1} (n_fft={stft_cfg.n_fft})"
         )
-    lstm = cfg.cell == "lstm"
-    state_in = ["h", "c"] if lstm else ["h"]
+    state_in = state_names(cfg.cell, cfg.lookahead)
     state_out = [f"{name}_out" for name in state_in]
 
     class _Wrapper(torch.nn.Module):
@@ -103,7 +104,7 @@ def export_onnx(model: MaskNet, stft_cfg: StftConfig, path: str | os.PathLike) -
         "mask": {0: "batch", 1: "frames"},
     }
     for name in state_in + state_out:
-        dynamic_axes[name] = {1: "batch"}
+        dynamic_axes[name] = {0 if name.startswith("history") else 1: "batch"}
 
     was_training = model.training
     buffer = io.BytesIO()
@@ -136,6 +137,11 @@ def export_onnx(model: MaskNet, stft_cfg: StftConfig, path: str | os.PathLike) -
     return _write_atomic(Path(path), proto.SerializeToString())
 
 
+def state_names(cell: str, lookahead: int) -> list[str]:
+    """Graph inputs that carry the state: the RNN's, then the look-ahead's feature history."""
+    return (["h", "c"] if cell == "lstm" else ["h"]) + (["history"] if lookahead else [])
+
+
 def _write_atomic(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temporary file in the same folder + ``os.replace``."""
     return write_atomic(path, lambda handle: handle.write(data))
@@ -155,8 +161,10 @@ class OnnxMaskModel:
     """An exported mask network run with onnxruntime (CPU).
 
     ``model(mag [B, T, F] float32, state=None) -> (mask [B, T, F] float32, state)``, where
-    ``state`` is ``(h, c)`` (LSTM) or ``(h,)`` (GRU), each ``[layers, B, hidden]`` float32.
-    Running frames in chunks while carrying the state gives the same masks as one call.
+    ``state`` is ``(h, c)`` (LSTM) or ``(h,)`` (GRU), each ``[layers, B, hidden]`` float32, then
+    for a model with look-ahead k the feature history ``[B, k, F]``; mask row t is for frame
+    t - k (:meth:`offline` aligns them). Running frames in chunks while carrying the state gives
+    the same masks as one call.
     """
 
     def __init__(self, path: str | os.PathLike, threads: int = 1):
@@ -194,11 +202,13 @@ class OnnxMaskModel:
             self.layers = int(self.model_config["layers"])
             self.hidden = int(self.model_config["hidden"])
             self.n_freqs = int(self.model_config["n_freqs"])
+            # Exports older than look-ahead have no such field: 0.
+            self.lookahead = int(self.model_config.get("lookahead", 0))
         except (KeyError, TypeError, ValueError) as err:
             raise OnnxModelError(
                 f"{self.path}: speechmask metadata is damaged ({_first_line(err)})"
             ) from None
-        self._state_in = ["h", "c"] if self.cell == "lstm" else ["h"]
+        self._state_in = state_names(self.cell, self.lookahead)
         self._outputs = ["mask", *(f"{name}_out" for name in self._state_in)]
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
@@ -210,12 +220,25 @@ class OnnxMaskModel:
 
     def __repr__(self) -> str:
         return (f"OnnxMaskModel({str(self.path)!r}, cell={self.cell!r}, layers={self.layers}, "
-                f"hidden={self.hidden}, n_freqs={self.n_freqs})")
+                f"hidden={self.hidden}, n_freqs={self.n_freqs}, lookahead={self.lookahead})")
+
+    def _state_shapes(self, batch: int) -> list[tuple[int, ...]]:
+        rnn = (self.layers, batch, self.hidden)
+        return [(batch, self.lookahead, self.n_freqs) if name == "history" else rnn
+                for name in self._state_in]
 
     def initial_state(self, batch: int = 1) -> tuple[np.ndarray, ...]:
-        """All-zero state for ``batch`` streams: ``len(state)`` arrays ``[layers, B, hidden]``."""
-        shape = (self.layers, batch, self.hidden)
-        return tuple(np.zeros(shape, np.float32) for _ in self._state_in)
+        """All-zero state for ``batch`` streams: ``[layers, B, hidden]`` arrays for the RNN
+        (and ``[B, k, F]`` of feature history for look-ahead k)."""
+        return tuple(np.zeros(shape, np.float32) for shape in self._state_shapes(batch))
+
+    def offline(self, mag: np.ndarray) -> np.ndarray:
+        """Masks aligned with the frames: ``mag: [B, T, F] -> [B, T, F]`` (as
+        ``MaskNet.offline``: the last ``lookahead`` frames see silence as their future)."""
+        k = self.lookahead
+        if k:
+            mag = np.concatenate([mag, np.zeros((mag.shape[0], k, mag.shape[2]), mag.dtype)], 1)
+        return self(mag)[0][:, k:]
 
     def __call__(
         self, mag: np.ndarray, state: tuple[np.ndarray, ...] | None = None
@@ -228,11 +251,11 @@ class OnnxMaskModel:
             )
         if state is None:
             state = self.initial_state(mag.shape[0])
-        expected = (self.layers, mag.shape[0], self.hidden)
-        if len(state) != len(self._state_in) or any(np.shape(s) != expected for s in state):
+        expected = self._state_shapes(mag.shape[0])
+        if [np.shape(s) for s in state] != expected:
             raise ValueError(
-                f"state must be {len(self._state_in)} array(s) of shape {list(expected)}, got "
-                f"{[list(np.shape(s)) for s in state]}"
+                f"state must be {len(expected)} array(s) of shapes {[list(e) for e in expected]},"
+                f" got {[list(np.shape(s)) for s in state]}"
             )
         feeds = {"mag": mag}
         for name, value in zip(self._state_in, state, strict=True):
@@ -322,13 +345,14 @@ class OnnxStreamingEnhancer(FrameStream):
     """Causal chunk-wise enhancement of a mono 16 kHz stream with an ONNX model (no torch).
 
     Same interface and output as :class:`speechmask.streaming.StreamingEnhancer`: ``process``
-    chunks of any size, ``flush`` at the end, fixed :attr:`latency` (512 samples = 32 ms).
+    chunks of any size, ``flush`` at the end, fixed :attr:`latency` (512 samples = 32 ms, +256
+    per frame of look-ahead).
     """
 
     def __init__(self, model: OnnxMaskModel, strength: float = 1.0,
                  gain_band: tuple[int, int] | None = None):
         self.model = model
-        super().__init__(model.stft_cfg, strength, gain_band)
+        super().__init__(model.stft_cfg, strength, gain_band, model.lookahead)
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, strength: float = 1.0,
@@ -342,6 +366,7 @@ class OnnxStreamingEnhancer(FrameStream):
     def _masked_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         spec = np.fft.rfft(frames * self.window_np, axis=-1).astype(np.complex64)  # [K, F]
         mask, self.state = self.model(np.abs(spec)[None], self.state)
+        spec = self.delay_spectra(spec)  # the frames the masks are for
         mask = self.apply_strength(mask[0]).astype(np.float32)
         out = np.fft.irfft(spec * mask, n=self.cfg.n_fft, axis=-1).astype(np.float32)
         return out * self.window_np, mask
@@ -376,7 +401,7 @@ class OnnxEnhancer:
         if audio.ndim != 1:
             raise ValueError(f"audio must be mono [samples], got shape {list(audio.shape)}")
         spec = stft_np(audio, self.stft_cfg)
-        mask, _ = self.model(np.abs(spec)[None])
+        mask = self.model.offline(np.abs(spec)[None])
         mask = (1.0 - self.strength * (1.0 - mask[0])).astype(np.float32)
         out = istft_np(spec * mask, len(audio), self.stft_cfg)
         return out, mask

@@ -55,8 +55,12 @@ class FrameStream:
 
     :meth:`process` takes chunks of any size and returns as many samples: the offline output
     delayed by :attr:`latency` samples (n_fft/2 look-ahead of the centred frame + one hop of
-    block buffering = 512 samples = 32 ms at 16 kHz). :meth:`flush` returns the last
-    ``latency`` samples at the end of a stream.
+    block buffering = 512 samples = 32 ms at 16 kHz, plus one hop per frame of the model's
+    look-ahead). :meth:`flush` returns the last ``latency`` samples at the end of a stream.
+
+    A model with look-ahead k returns, for the frames it is given, the masks of the frames k
+    earlier; the backend keeps the spectra of its last k frames to apply them to (see
+    :meth:`delay_spectra`), and :meth:`flush` feeds k silent frames, as offline pads k.
     """
 
     # Frames per network call when a chunk holds many (bounds memory for long chunks: 1024
@@ -64,13 +68,15 @@ class FrameStream:
     MAX_FRAMES_PER_CALL = 1024
 
     def __init__(self, stft_cfg: StftConfig, strength: float = 1.0,
-                 gain_band: tuple[int, int] | None = None):
+                 gain_band: tuple[int, int] | None = None, lookahead: int = 0):
         """``gain_band = (first_bin, end_bin)``: also record, per frame, the mean of the applied
         mask over those bins in :attr:`frame_gains` (used to scale audio above the model band).
+        ``lookahead``: the model's (frames).
         """
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
         self.cfg = stft_cfg
+        self.lookahead = lookahead
         self.strength = strength
         self.gain_band = gain_band
         self.window_np = sqrt_hann(stft_cfg.n_fft)
@@ -83,15 +89,33 @@ class FrameStream:
 
     def _masked_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``frames: [K, n_fft]`` raw samples (time order) -> (windowed iFFT of the masked
-        spectrum ``[K, n_fft]``, the applied mask ``[K, F]`` with strength already in it);
-        advances the recurrent state by K frames."""
+        spectrum ``[K, n_fft]``, the applied mask ``[K, F]`` with strength already in it), both
+        for the K frames ``lookahead`` frames earlier; advances the recurrent state by K frames.
+        """
         raise NotImplementedError
+
+    def delay_spectra(self, spec: Any) -> Any:
+        """``spec: [K, F]`` of the frames just given -> the spectra of the K frames
+        ``lookahead`` earlier (zeros before the stream's first frame). Works on numpy arrays
+        and torch tensors alike (the backend's FFT output)."""
+        if not self.lookahead:
+            return spec
+        if self._spectra is None:  # silence before the stream's first frame
+            self._spectra = (spec[:1] * 0)[[0] * self.lookahead]
+        if isinstance(spec, np.ndarray):
+            joined = np.concatenate([self._spectra, spec])
+        else:  # a torch tensor: torch is there
+            import torch
+
+            joined = torch.cat([self._spectra, spec])
+        self._spectra = joined[len(spec):]
+        return joined[: len(spec)]
 
     # -- shared ------------------------------------------------------------------------------
     @property
     def latency(self) -> int:
-        """Fixed delay of the output stream, in samples (n_fft/2 + hop)."""
-        return self.cfg.n_fft // 2 + self.cfg.hop
+        """Fixed delay of the output stream, in samples (n_fft/2 + hop + lookahead * hop)."""
+        return self.cfg.n_fft // 2 + self.cfg.hop * (1 + self.lookahead)
 
     @property
     def latency_ms(self) -> float:
@@ -105,11 +129,16 @@ class FrameStream:
         self._pending = np.zeros(half, np.float32)
         # Overlap-add accumulator; index 0 is the first output position not yet complete.
         self._ola = np.zeros(self.cfg.n_fft, np.float32)
-        self._frames_done = 0
+        self._frames_done = 0  # frames given to the network
         self.frame_gains: list[float] = []
         self._received = 0
-        # Frame 0's first completed hop lies in the padding before the signal: dropped.
-        self._skip = half
+        # Spectra of the last `lookahead` frames (see delay_spectra).
+        self._spectra: Any = None
+        # The first `lookahead` masks are of frames before the signal: no gains for them.
+        self._gains_skip = self.lookahead
+        # Frame 0's first completed hop lies in the padding before the signal, and the
+        # look-ahead's silent frames before frame 0 complete one hop each: dropped.
+        self._skip = half + self.lookahead * self.cfg.hop
         # The delayed output stream: `latency` samples of silence, then the offline output.
         self._queue = np.zeros(self.latency, np.float32)
 
@@ -129,10 +158,18 @@ class FrameStream:
     def _run_frames(self, count: int) -> None:
         n_fft, hop = self.cfg.n_fft, self.cfg.hop
         idx = np.arange(n_fft)[None, :] + hop * np.arange(count)[:, None]
-        out_frames, mask = self._masked_frames(np.ascontiguousarray(self._pending[idx]))
+        self._emit(np.ascontiguousarray(self._pending[idx]))
+        self._pending = self._pending[count * hop :]
+
+    def _emit(self, frames: np.ndarray) -> None:
+        """Run ``frames: [K, n_fft]`` through the network; overlap-add and queue the output."""
+        n_fft, hop = self.cfg.n_fft, self.cfg.hop
+        out_frames, mask = self._masked_frames(frames)
         if self.gain_band is not None:
+            cut = min(self._gains_skip, len(mask))
+            self._gains_skip -= cut
             self.frame_gains.extend(
-                mask[:, self.gain_band[0] : self.gain_band[1]].mean(1).tolist())
+                mask[cut:, self.gain_band[0] : self.gain_band[1]].mean(1).tolist())
         # Overlapping sqrt-Hann^2 windows sum to n_fft / (2 hop) (1 at 50 % overlap).
         norm = n_fft / (2 * hop)
         done = []
@@ -140,8 +177,7 @@ class FrameStream:
             self._ola += frame
             done.append(self._ola[:hop] / norm)
             self._ola = np.concatenate([self._ola[hop:], np.zeros(hop, np.float32)])
-        self._pending = self._pending[count * hop :]
-        self._frames_done += count
+        self._frames_done += len(frames)
         ready = np.concatenate(done)
         cut = min(self._skip, len(ready))
         self._skip -= cut
@@ -161,7 +197,8 @@ class FrameStream:
 
         Mirrors the offline iSTFT exactly: the last frame is the one offline computes
         (``N // hop``), and the positions after it are divided by the window envelope of the
-        frames that cover them, as ``torch.istft`` does.
+        frames that cover them, as ``torch.istft`` does. A model with look-ahead gets as many
+        silent (all-zero) frames after the last one, as offline pads.
         """
         n_fft, hop, half = self.cfg.n_fft, self.cfg.hop, self.cfg.n_fft // 2
         n = self._received
@@ -172,8 +209,11 @@ class FrameStream:
             pad = np.zeros(max(0, need - len(self._pending)), np.float32)
             self._pending = np.concatenate([self._pending, pad])[:need]
             self._run_available()
-        # Output positions completed so far (first `half` popped samples were padding).
-        completed = self._frames_done * hop - half
+        if self.lookahead:
+            self._emit(np.zeros((self.lookahead, n_fft), np.float32))
+        # Output positions completed so far (the first `half` + look-ahead hops popped were
+        # before the signal).
+        completed = (self._frames_done - self.lookahead) * hop - half
         tail_len = n - completed
         if tail_len > 0:
             w2 = self.window_np.astype(np.float64) ** 2

@@ -1,10 +1,11 @@
 """Real-time (causal, frame-by-frame) enhancement with the same model and explicit state.
 
 :class:`StreamingEnhancer` takes chunks of any size and returns, for each chunk, as many samples
-as it was given: the offline output delayed by a fixed :attr:`StreamingEnhancer.latency` samples
-(n_fft/2 look-ahead of the centred frame + one hop of block buffering = 512 samples = 32 ms at
-16 kHz). ``flush()`` returns the last ``latency`` samples at the end of a stream. Dropping the
-first ``latency`` output samples gives exactly the offline output (tested on random chunkings).
+as it was given: the offline output delayed by a fixed :attr:`StreamingEnhancer.latency`
+samples (n_fft/2 look-ahead of the centred frame + one hop of block buffering = 512 samples =
+32 ms at 16 kHz, + 16 ms per frame of the model's look-ahead). ``flush()`` returns the last
+``latency`` samples at the end of a stream. Dropping the first ``latency`` output samples gives
+exactly the offline output (tested on random chunkings).
 The buffering lives in :class:`speechmask.pipeline.FrameStream`, shared with the ONNX backend.
 """
 
@@ -28,7 +29,7 @@ class StreamingEnhancer(FrameStream):
         # Runs where the model's weights are (CPU, or a GPU for an Enhancer built with one).
         self.device = next(model.parameters()).device
         self.window = torch.hann_window(stft_cfg.n_fft, periodic=True, device=self.device).sqrt()
-        super().__init__(stft_cfg, strength, gain_band)
+        super().__init__(stft_cfg, strength, gain_band, model.cfg.lookahead)
 
     @classmethod
     def load(cls, path=None, strength: float = 1.0) -> StreamingEnhancer:
@@ -43,6 +44,7 @@ class StreamingEnhancer(FrameStream):
         x = torch.from_numpy(frames).to(self.device) * self.window
         spec = torch.fft.rfft(x, dim=-1)  # [K, F]
         mask, self.state = self.model(spec.abs()[None], self.state)
+        spec = self.delay_spectra(spec)  # the frames the masks are for
         mask = self.apply_strength(mask[0])
         out = torch.fft.irfft(spec * mask, n=self.cfg.n_fft, dim=-1) * self.window
         return out.cpu().numpy(), mask.cpu().numpy()

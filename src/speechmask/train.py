@@ -34,7 +34,13 @@ from .distributed import DistContext
 from .features import StftConfig, compress, istft, stft
 from .masks import ideal_mask
 from .metrics import snr_db
-from .model import MaskNet, ModelConfig, resolve_device  # noqa: F401  (re-exported)
+from .model import (  # noqa: F401  (ModelConfig, resolve_device re-exported)
+    MaskNet,
+    ModelConfig,
+    offline_masks,
+    resolve_device,
+    with_lookahead,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +175,7 @@ def enhance_batch(model: MaskNet, noisy: np.ndarray, stft_cfg: StftConfig) -> np
     """Offline enhancement of one mono 16 kHz waveform ``[N]`` with ``model``."""
     x = torch.from_numpy(np.ascontiguousarray(noisy, dtype=np.float32))[None]
     spec = stft(x, stft_cfg)
-    mask, _ = model(spec.abs())
+    mask = model.offline(spec.abs())
     return istft(spec * mask, x.shape[-1], stft_cfg)[0].numpy()
 
 
@@ -190,7 +196,7 @@ def validate(
         noisy = torch.from_numpy(p.noisy)[None]
         noisy_spec, clean_spec = stft(noisy, stft_cfg), stft(clean, stft_cfg)
         target = ideal_mask(cfg.target, clean_spec.abs(), (noisy_spec - clean_spec).abs())
-        mask, _ = model(noisy_spec.abs())
+        mask = model.offline(noisy_spec.abs())
         losses.append(float(compute_loss(cfg, mask, target, noisy_spec, clean_spec)))
         est = istft(noisy_spec * mask, noisy.shape[-1], stft_cfg)[0].numpy()
         snrs.append(snr_db(p.clean, est))
@@ -359,7 +365,7 @@ def train(
 
     model = MaskNet(cfg.model)
     if init_model is not None:
-        model.load_state_dict(init_model.state_dict())
+        model.load_state_dict(with_lookahead(init_model, cfg.model.lookahead).state_dict())
     else:
         # Computed once (every rank would get the same numbers, but they share the cores).
         mean, std = distributed.on_main(dist, lambda: feature_statistics(model, dataset))
@@ -428,7 +434,7 @@ def train(
             noisy = batch["noisy"].to(device)
             clean = batch["clean"].to(device)
             noisy_spec, clean_spec = stft(noisy, stft_cfg), stft(clean, stft_cfg)
-            mask, _ = net(noisy_spec.abs())
+            mask = offline_masks(net, noisy_spec.abs(), cfg.model.lookahead)
             loss = compute_loss(cfg, mask, batch["mask"].to(device), noisy_spec, clean_spec)
             opt.zero_grad(set_to_none=True)
             (loss * weight if dist.enabled else loss).backward()
