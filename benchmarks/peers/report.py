@@ -308,9 +308,9 @@ def write_markdown(report: dict, tables: str, path: str | os.PathLike,
         "latency. *delay ms*: median measured output delay (range in brackets). *latency ms*: "
         "algorithmic latency as documented (frame buffering + overlap + look-ahead; *offline* = "
         "whole file). speechmask streaming uses `StreamingEnhancer.enhance`, which removes its "
-        "own latency (32 ms + 16 ms per frame of model look-ahead). *RTF*: CPU seconds per audio second on one thread "
-        "(`time.process_time`), resampling to the native rate included. Oracle masks use the "
-        "clean speech: upper bounds, not systems.",
+        "own latency (32 ms + 16 ms per frame of model look-ahead). *RTF*: CPU seconds per "
+        "audio second on one thread (`time.process_time`), resampling to the native rate "
+        "included. Oracle masks use the clean speech: upper bounds, not systems.",
         "",
         tables,
     ]
