@@ -596,7 +596,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     info = describe(model, frames_per_second)
     print(f"model: {path}")
     print(f"architecture: {info['cell'].upper()} {info['layers']}x{info['hidden']} + dense "
-          f"{info['hidden']}->{info['n_freqs']} + sigmoid, {info['compression']} features")
+          f"{info['hidden']}->{info['n_freqs']} + sigmoid, {info['compression']} features, "
+          + (f"look-ahead {info['lookahead']} frame(s)" if info["lookahead"] else "causal"))
     print(f"parameters: {info['parameters']:,}")
     print(f"multiply-accumulates: {info['macs_per_frame']:,} per frame, "
           f"{info['mmacs_per_second']:.1f} M per second of audio")
