@@ -98,21 +98,27 @@ def test_silence_gives_finite_mask(model):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-@pytest.mark.parametrize("lookahead", [1, 2])
-def test_with_lookahead_starts_as_the_same_model_k_frames_later(cell, lookahead):
-    """Zero weights on the future frames: the widened model computes the causal model's masks
-    k frames later (given the same history), so `train --init` starts where the model was."""
+@pytest.mark.parametrize(("have", "lookahead"), [(0, 1), (0, 2), (1, 2), (1, 3)])
+def test_with_lookahead_starts_as_the_same_model_later(cell, have, lookahead):
+    """Zero weights on the added future frames: the widened model computes the old model's
+    masks (lookahead - have) frames later, given the same history, so `train --init` starts
+    where the model was."""
     torch.manual_seed(1)
-    causal = MaskNet(ModelConfig(cell=cell, hidden=16, layers=2)).eval()
-    causal.set_normalization(torch.randn(257), torch.rand(257) + 0.5)
-    wide = with_lookahead(causal, lookahead).eval()
+    old = MaskNet(ModelConfig(cell=cell, hidden=16, layers=2, lookahead=have)).eval()
+    old.set_normalization(torch.randn(257), torch.rand(257) + 0.5)
+    with torch.no_grad():  # non-zero weights on every slot of the old model
+        old.rnn.weight_ih_l0.normal_(0, 0.1)
+    wide = with_lookahead(old, lookahead).eval()
     assert wide.cfg.lookahead == lookahead and wide.cfg.hidden == 16
     prefix, mag = torch.rand(1, lookahead, 257) * 4, torch.rand(1, 25, 257) * 4
     with torch.no_grad():
-        want, _ = causal(torch.cat([prefix, mag], 1))
-        rnn_state = causal.initial_state(1)
-        got, _ = wide(mag, (*rnn_state, causal.features(prefix)))
+        # The old model on the prefix's last `have` frames as history, then prefix rest + mag.
+        start = (*old.initial_state(1)[: 2 if cell == "lstm" else 1],
+                 *([old.features(prefix[:, :have])] if have else []))
+        want, _ = old(torch.cat([prefix[:, have:], mag], 1), start)
+        got, _ = wide(mag, (*wide.initial_state(1)[: 2 if cell == "lstm" else 1],
+                            wide.features(prefix)))
     torch.testing.assert_close(got, want[:, :25], atol=1e-6, rtol=0)
     assert with_lookahead(wide, lookahead) is wide
-    with pytest.raises(ValueError, match="look-ahead"):
-        with_lookahead(wide, lookahead + 1)
+    with pytest.raises(ValueError, match="cannot reduce"):
+        with_lookahead(wide, have)

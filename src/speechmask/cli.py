@@ -127,9 +127,10 @@ def _prepare_train(args: argparse.Namespace, init_model=None):
         # The architecture (and its feature normalisation) is the init model's; dropout is a
         # training setting and stays this command's.
         lookahead = init_model.cfg.lookahead if args.lookahead is None else args.lookahead
-        if init_model.cfg.lookahead not in (0, lookahead):
+        if lookahead < init_model.cfg.lookahead:
             raise UserError(f"--lookahead {lookahead}: the --init model has look-ahead "
-                            f"{init_model.cfg.lookahead}, which can only be kept")
+                            f"{init_model.cfg.lookahead}, which can be kept or raised, not "
+                            "lowered")
         cfg = replace(cfg, model=replace(init_model.cfg, dropout=args.dropout,
                                          lookahead=lookahead))
     if args.resume:
@@ -747,7 +748,7 @@ def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--dropout", type=float, default=mdef.dropout)
     tr.add_argument("--lookahead", type=int, default=None, metavar="FRAMES",
                     help="future frames each mask may use, 0-4 (16 ms of latency each; default "
-                    "0, or the --init model's). With --init MODEL of look-ahead 0, the new "
+                    "0, or the --init model's). With --init MODEL of less look-ahead, the new "
                     "inputs start at zero weight, so training starts from MODEL's masks")
     tr.add_argument("--compression", choices=("log", "power"), default=mdef.compression)
     tr.add_argument("--target", choices=("ibm", "irm"), default=tdef.target)

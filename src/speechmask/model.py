@@ -174,20 +174,23 @@ def offline_masks(net: nn.Module, mag: torch.Tensor, lookahead: int) -> torch.Te
 
 
 def with_lookahead(model: MaskNet, lookahead: int) -> MaskNet:
-    """A copy of a ``lookahead = 0`` model with ``lookahead`` future frames of input whose
-    weights start at zero: it computes the same masks, ``lookahead`` frames later (apart from
-    the first ``lookahead`` steps of a stream, which see the zero history), and training then
-    learns what the future frames add. Used by ``train --init MODEL --lookahead K``."""
-    if model.cfg.lookahead == lookahead:
+    """A copy of ``model`` with more future frames of input, ``lookahead`` in all, whose new
+    weights start at zero: it computes the same masks, ``lookahead - model.cfg.lookahead``
+    frames later (apart from the first steps of a stream, which see the zero history), and
+    training then learns what the extra frames add. The old weights keep the oldest slots
+    (frames t-k' … t-k'+k), the new, newest slots get zeros. Used by ``train --init MODEL
+    --lookahead K``; look-ahead cannot be removed this way."""
+    have = model.cfg.lookahead
+    if have == lookahead:
         return model
-    if model.cfg.lookahead != 0:
-        raise ValueError(f"can only add look-ahead to a model without it (this one has "
-                         f"{model.cfg.lookahead})")
+    if lookahead < have:
+        raise ValueError(f"cannot reduce look-ahead from {have} to {lookahead} frames")
     wide = MaskNet(replace(model.cfg, lookahead=lookahead))
     state = dict(model.state_dict())
-    old = state["rnn.weight_ih_l0"]  # [gates * hidden, F]
-    new = torch.zeros(old.shape[0], old.shape[1] * (lookahead + 1), dtype=old.dtype)
-    new[:, : old.shape[1]] = old  # the oldest slot: frame t - k, the frame the mask is for
+    old = state["rnn.weight_ih_l0"]  # [gates * hidden, (have + 1) F]
+    per_frame = old.shape[1] // (have + 1)
+    new = torch.zeros(old.shape[0], per_frame * (lookahead + 1), dtype=old.dtype)
+    new[:, : old.shape[1]] = old
     state["rnn.weight_ih_l0"] = new
     wide.load_state_dict(state)
     return wide
