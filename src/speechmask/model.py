@@ -176,8 +176,10 @@ def offline_masks(net: nn.Module, mag: torch.Tensor, lookahead: int) -> torch.Te
 def with_lookahead(model: MaskNet, lookahead: int) -> MaskNet:
     """A copy of ``model`` with more future frames of input, ``lookahead`` in all, whose new
     weights start at zero: it computes the same masks, ``lookahead - model.cfg.lookahead``
-    frames later (apart from the first steps of a stream, which see the zero history), and
-    training then learns what the extra frames add. The old weights keep the oldest slots
+    frames later, given the same history (tested exactly). From a stream's start the recurrent
+    state sees extra steps of zero history, a difference that fades: on the bundled cafe
+    sample, mean |mask change| 0.003 after its first 0.5 s, for 0 -> 1 and 1 -> 2 alike. Training
+    then learns what the extra frames add. The old weights keep the oldest slots
     (frames t-k' … t-k'+k), the new, newest slots get zeros. Used by ``train --init MODEL
     --lookahead K``; look-ahead cannot be removed this way."""
     have = model.cfg.lookahead
