@@ -112,11 +112,11 @@ def test_with_lookahead_starts_as_the_same_model_later(cell, have, lookahead):
     assert wide.cfg.lookahead == lookahead and wide.cfg.hidden == 16
     prefix, mag = torch.rand(1, lookahead, 257) * 4, torch.rand(1, 25, 257) * 4
     with torch.no_grad():
-        # The old model on the prefix's last `have` frames as history, then prefix rest + mag.
-        start = (*old.initial_state(1)[: 2 if cell == "lstm" else 1],
+        # The old model with the prefix's first `have` frames as history, then the rest + mag.
+        start = (*old.initial_state(1)[: old.rnn_state_count],
                  *([old.features(prefix[:, :have])] if have else []))
         want, _ = old(torch.cat([prefix[:, have:], mag], 1), start)
-        got, _ = wide(mag, (*wide.initial_state(1)[: 2 if cell == "lstm" else 1],
+        got, _ = wide(mag, (*wide.initial_state(1)[: wide.rnn_state_count],
                             wide.features(prefix)))
     torch.testing.assert_close(got, want[:, :25], atol=1e-6, rtol=0)
     assert with_lookahead(wide, lookahead) is wide

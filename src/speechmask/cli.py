@@ -603,12 +603,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"multiply-accumulates: {info['macs_per_frame']:,} per frame, "
           f"{info['mmacs_per_second']:.1f} M per second of audio")
     lookahead = info["lookahead"]
-    hop_ms = 1000 * stft_cfg.hop / stft_cfg.sample_rate
-    latency = stft_cfg.frame_ms + lookahead * hop_ms
+    ms_per_sample = 1000 / stft_cfg.sample_rate
+    latency = stft_cfg.stream_latency(lookahead) * ms_per_sample
     print(f"STFT: {stft_cfg.sample_rate} Hz, n_fft {stft_cfg.n_fft}, hop {stft_cfg.hop} "
           f"(algorithmic latency {latency:.0f} ms"
-          + (f", of which {lookahead * hop_ms:.0f} ms look-ahead: {lookahead} frame(s))"
-             if lookahead else ")"))
+          + (f", of which {lookahead * stft_cfg.hop * ms_per_sample:.0f} ms look-ahead: "
+             f"{lookahead} frame(s))" if lookahead else ")"))
     metrics = payload.get("metrics") or {}
     if "valid_snr_db" in metrics:
         stages = training_stages(payload)

@@ -109,11 +109,15 @@ class MaskNet(nn.Module):
         """Normalised compressed magnitude, ``[B, T, F]``."""
         return (compress(mag, self.cfg.features) - self.feat_mean) / self.feat_std
 
+    @property
+    def rnn_state_count(self) -> int:
+        """Tensors of recurrent state at the front of :data:`State`: 2 (h, c) or 1 (h)."""
+        return 2 if self.cfg.cell == "lstm" else 1
+
     def initial_state(self, batch: int, device: torch.device | None = None) -> State:
         """All-zero recurrent state for ``batch`` streams."""
         shape = (self.cfg.layers, batch, self.cfg.hidden)
-        n = 2 if self.cfg.cell == "lstm" else 1
-        rnn = tuple(torch.zeros(shape, device=device) for _ in range(n))
+        rnn = tuple(torch.zeros(shape, device=device) for _ in range(self.rnn_state_count))
         if self.cfg.lookahead == 0:
             return rnn
         # Frames "before the start" are the all-zero (= mean) normalised feature.
@@ -133,9 +137,8 @@ class MaskNet(nn.Module):
         if state is None:
             state = self.initial_state(mag.shape[0], mag.device)
         feats = self.features(mag)
-        n_rnn = 2 if self.cfg.cell == "lstm" else 1
         if self.cfg.lookahead:
-            feats, history = self._context(feats, state[n_rnn])
+            feats, history = self._context(feats, state[self.rnn_state_count])
         rnn_state = tuple(state[:2]) if self.cfg.cell == "lstm" else state[0]
         out, new_state = self.rnn(feats, rnn_state)
         mask = torch.sigmoid(self.dense(self.dropout(out)))
@@ -174,14 +177,15 @@ def offline_masks(net: nn.Module, mag: torch.Tensor, lookahead: int) -> torch.Te
 
 
 def with_lookahead(model: MaskNet, lookahead: int) -> MaskNet:
-    """A copy of ``model`` with more future frames of input, ``lookahead`` in all, whose new
-    weights start at zero: it computes the same masks, ``lookahead - model.cfg.lookahead``
-    frames later, given the same history (tested exactly). From a stream's start the recurrent
-    state sees extra steps of zero history, a difference that fades: on the bundled cafe
-    sample, mean |mask change| 0.003 after its first 0.5 s, for 0 -> 1 and 1 -> 2 alike. Training
-    then learns what the extra frames add. The old weights keep the oldest slots
-    (frames t-k' … t-k'+k), the new, newest slots get zeros. Used by ``train --init MODEL
-    --lookahead K``; look-ahead cannot be removed this way."""
+    """A copy of ``model`` with more future frames of input, ``lookahead`` in all (used by
+    ``train --init MODEL --lookahead K``; look-ahead cannot be lowered this way).
+
+    The old first-layer weights keep the oldest input slots and the new, newest slots start at
+    zero, so the copy computes the same masks ``lookahead - model.cfg.lookahead`` frames later,
+    given the same history (tested exactly); training then learns what the extra frames add.
+    From a stream's start the state sees extra steps of zero history, a difference that fades:
+    on the bundled cafe sample, mean |mask change| 0.003 after its first 0.5 s, for 0 -> 1 and
+    1 -> 2 alike."""
     have = model.cfg.lookahead
     if have == lookahead:
         return model

@@ -114,8 +114,8 @@ class FrameStream:
     # -- shared ------------------------------------------------------------------------------
     @property
     def latency(self) -> int:
-        """Fixed delay of the output stream, in samples (n_fft/2 + hop + lookahead * hop)."""
-        return self.cfg.n_fft // 2 + self.cfg.hop * (1 + self.lookahead)
+        """Fixed delay of the output stream, in samples (see StftConfig.stream_latency)."""
+        return self.cfg.stream_latency(self.lookahead)
 
     @property
     def latency_ms(self) -> float:

@@ -37,8 +37,14 @@ class StftConfig:
 
     @property
     def frame_ms(self) -> float:
-        """Frame length in milliseconds (the streaming algorithmic latency)."""
+        """Frame length in milliseconds."""
         return 1000.0 * self.n_fft / self.sample_rate
+
+    def stream_latency(self, lookahead: int = 0) -> int:
+        """Algorithmic latency of frame-by-frame enhancement, in samples: n_fft/2 look-ahead of
+        the centred frame + one hop of block buffering + one hop per frame of model look-ahead
+        (512 + 256 k = 32 + 16 k ms by default)."""
+        return self.n_fft // 2 + self.hop * (1 + lookahead)
 
     def n_frames(self, n_samples: int) -> int:
         """Frames T produced for a signal of ``n_samples`` samples."""
