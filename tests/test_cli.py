@@ -334,3 +334,11 @@ def test_tune_bad_valid_count_is_one_line(capsys, tmp_path):
                        "--storage", f"sqlite:///{tmp_path}/s.db", "--out", tmp_path / "t")
     assert code == 1 and err.strip() == "speechmask: error: --valid-count must be >= 1, got 0"
     assert not (tmp_path / "s.db").exists()
+
+
+def test_tune_bad_lookahead_is_one_line(capsys, tmp_path):
+    code, _, err = run(capsys, "tune", "--trials", "1", "--lookahead", "0", "5",
+                       "--storage", f"sqlite:///{tmp_path}/s.db", "--out", tmp_path / "t")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 1 and len(lines) == 1 and "--lookahead" in lines[0] and "0-4" in lines[0], err
+    assert not (tmp_path / "s.db").exists()

@@ -67,31 +67,36 @@ def test_default_space_is_the_documented_one():
     assert space.lr == (3e-4, 3e-3)
     assert set(space.targets) == {"ibm", "irm"}
     assert set(space.compressions) == {"log", "power"}
+    assert space.lookaheads == (0,)  # causal unless the user allows look-ahead
 
 
 def test_fixed_trial_sets_the_searched_fields_only():
     params = {"cell": "gru", "layers": 3, "hidden": 256, "dropout": 0.25, "lr": 1e-3,
-              "target": "ibm", "compression": "power"}
+              "target": "ibm", "compression": "power", "lookahead": 2}
     base = _base(seed=7)
-    cfg = tune.suggest(FixedTrial(params), tune.SearchSpace(), base)
+    cfg = tune.suggest(FixedTrial(params), tune.SearchSpace(lookaheads=(0, 2)), base)
     assert (cfg.model.cell, cfg.model.layers, cfg.model.hidden, cfg.model.dropout,
-            cfg.model.compression) == ("gru", 3, 256, 0.25, "power")
+            cfg.model.compression, cfg.model.lookahead) == ("gru", 3, 256, 0.25, "power", 2)
     assert (cfg.lr, cfg.target) == (1e-3, "ibm")
     assert (cfg.mix, cfg.epochs, cfg.seed, cfg.batch_size) == (base.mix, 2, 7, 6)
     assert tune.config_from_params(params, base) == cfg
 
 
-def test_suggestions_stay_in_range():
-    space = tune.SearchSpace()
+@pytest.mark.parametrize("lookaheads", [(0,), (0, 1), (2,)])
+def test_suggestions_stay_in_range(lookaheads):
+    space = tune.SearchSpace(lookaheads=lookaheads)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = set()
     for _ in range(60):
-        cfg = tune.suggest(study.ask(), space, _base())
+        cfg = tune.suggest(study.ask(), space, _base(model=ModelConfig(hidden=8, lookahead=3)))
         m = cfg.model
+        drawn.add(m.lookahead)
         assert m.cell in space.cells and m.hidden in space.hidden
         assert space.layers[0] <= m.layers <= space.layers[1]
         assert space.dropout[0] <= m.dropout <= space.dropout[1]
         assert space.lr[0] <= cfg.lr <= space.lr[1]
         assert cfg.target in space.targets and m.compression in space.compressions
+    assert drawn == set(lookaheads)  # the base's look-ahead (3) is never used
 
 
 def test_sampler_is_reproducible_and_differs_between_workers():
@@ -112,7 +117,8 @@ def test_sampler_is_reproducible_and_differs_between_workers():
 
 @pytest.mark.parametrize("bad", [dict(layers=(0, 2)), dict(layers=(3, 1)), dict(hidden=()),
                                  dict(dropout=(0.0, 1.0)), dict(lr=(0.0, 1e-3)),
-                                 dict(cells=("rnn",)), dict(targets=())])
+                                 dict(cells=("rnn",)), dict(targets=()), dict(lookaheads=()),
+                                 dict(lookaheads=(0, 5))])
 def test_search_space_rejects_bad_ranges(bad):
     with pytest.raises(ValueError):
         tune.SearchSpace(**bad)
@@ -144,6 +150,20 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
         tune.run_study(url, "s", 0, tmp_path, _base(epochs=3), SPACE)
     with pytest.raises(DataError, match="search hidden"):
         tune.run_study(url, "s", 0, tmp_path, _base(), tune.SearchSpace(hidden=(8,)))
+    with pytest.raises(DataError, match=r"search lookaheads \[0\] -> \[0, 1\]"):
+        tune.run_study(url, "s", 0, tmp_path, _base(), replace(SPACE, lookaheads=(0, 1)))
+
+
+def test_a_study_started_before_a_space_field_existed_continues(tmp_path):
+    """Studies stored without ``lookaheads`` (older versions) continue with its default."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = tune.run_study(url, "s", 0, tmp_path, _base(), SPACE)
+    stored = dict(study.user_attrs[tune.SPACE_ATTR])
+    del stored["lookaheads"]
+    study.set_user_attr(tune.SPACE_ATTR, stored)
+    tune.run_study(url, "s", 0, tmp_path, _base(), SPACE)
+    with pytest.raises(DataError, match="search lookaheads"):
+        tune.run_study(url, "s", 0, tmp_path, _base(), replace(SPACE, lookaheads=(1,)))
 
 
 # ---------------------------------------------------------------------------------------------

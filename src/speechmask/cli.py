@@ -290,7 +290,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .train import TrainConfig
 
     try:
-        from .tune import best_command, plot_trials, run_study, summary_table
+        from .tune import SearchSpace, best_command, plot_trials, run_study, summary_table
     except ImportError as err:  # optuna is an optional extra
         raise UserError(f"tuning needs optuna ({err.name} missing): pip install "
                         "'speechmask[tune]'") from None
@@ -299,11 +299,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise UserError(f"--trials must be >= 0, got {args.trials}")
     if args.valid_count is not None and args.valid_count < 1:
         raise UserError(f"--valid-count must be >= 1, got {args.valid_count}")
+    try:
+        space = SearchSpace(lookaheads=tuple(args.lookahead))
+    except ValueError as err:
+        raise UserError(f"--lookahead: {err}") from None
     base = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                        threads=args.threads, device=args.device, valid_count=args.valid_count,
                        mix=MixConfig(examples_per_epoch=args.examples_per_epoch))
     out = Path(args.out)
-    study = run_study(args.storage, args.study, args.trials, out, base, corpus=args.corpus,
+    study = run_study(args.storage, args.study, args.trials, out, base, space, corpus=args.corpus,
                       seed=args.seed, progress=not args.quiet)
     print(summary_table(study))
     png = plot_trials(study, out / "trials.png")
@@ -820,6 +824,9 @@ def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
     tu.add_argument("--valid-count", type=int, default=None,
                     help="score each epoch on the first N valid pairs (default: all 288); "
                     "fewer makes short trials cheaper")
+    tu.add_argument("--lookahead", type=int, nargs="+", default=[0], metavar="FRAMES",
+                    help="look-ahead frames the search may choose from, 0-4 (default 0: causal "
+                    "models only; each frame adds 16 ms of streaming latency)")
     tu.add_argument("--seed", type=int, default=0)
     tu.add_argument("--threads", type=int, default=0)
     tu.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")

@@ -2,11 +2,12 @@
 SNR, and a study kept in a database (SQLite file) so it survives a kill and can be shared by
 several ``speechmask tune`` processes at once.
 
-The search covers the cell type, depth, width, dropout, peak learning rate, mask target and
-feature compression (:class:`SearchSpace`); everything else comes from a base
-:class:`~speechmask.train.TrainConfig`. Each trial is an ordinary :func:`~speechmask.train.train`
-run in ``OUT/trial_<number>`` and its objective is the run's best validation SNR (dB), so the
-best trial is reproduced exactly by the ``speechmask train`` command of :func:`best_command`.
+The search covers the cell type, depth, width, dropout, peak learning rate, mask target,
+feature compression and, when allowed, the look-ahead (:class:`SearchSpace`); everything else
+comes from a base :class:`~speechmask.train.TrainConfig`. Each trial is an ordinary
+:func:`~speechmask.train.train` run in ``OUT/trial_<number>`` and its objective is the run's best
+validation SNR (dB), so the best trial is reproduced exactly by the ``speechmask train`` command
+of :func:`best_command`.
 
 Per-epoch pruning: ``train(on_epoch=...)`` hands each finished epoch to a reporter that
 reports the valid SNR to the trial and raises :class:`optuna.TrialPruned` when the pruner says
@@ -54,7 +55,8 @@ from .train import TrainConfig, config_from_dict, config_to_dict, train, with_ov
 log = logging.getLogger(__name__)
 
 # Names of the searched parameters, as stored in the study (and as table columns).
-PARAM_NAMES = ("cell", "layers", "hidden", "dropout", "lr", "target", "compression")
+PARAM_NAMES = ("cell", "layers", "hidden", "dropout", "lr", "target", "compression",
+               "lookahead")
 # Study user attributes: the settings a study was started with (checked when it is resumed).
 BASE_ATTR = "speechmask.base_config"
 SPACE_ATTR = "speechmask.search_space"
@@ -62,7 +64,7 @@ SPACE_ATTR = "speechmask.search_space"
 _FREE_FIELDS = ("threads", "device")
 # Config fields set by the search (the base's values for them are ignored).
 _SEARCHED_FIELDS = ("model.cell", "model.layers", "model.hidden", "model.dropout",
-                    "model.compression", "lr", "target")
+                    "model.compression", "model.lookahead", "lr", "target")
 # Pruner settings: judge a trial only once 3 trials have finished, and never on its first epoch
 # (steps are 0-based epoch indices, so step 0 = epoch 1 is the warm-up).
 PRUNER_STARTUP_TRIALS = 3
@@ -94,6 +96,10 @@ class SearchSpace:
     targets: tuple[str, ...] = ("ibm", "irm")
     # Magnitude compression, subset of {"log", "power"}.
     compressions: tuple[str, ...] = ("log", "power")
+    # Look-ahead frames, subset of 0-4. Default (0,): causal trials only. Each frame costs 16 ms
+    # of streaming latency and usually buys SNR, so how much to allow is a product choice the
+    # search should not make by maximising SNR; give e.g. (0, 1) to let it weigh one frame.
+    lookaheads: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
         for f in fields(self):  # lists (e.g. from JSON) become tuples, so the space stays hashable
@@ -104,6 +110,8 @@ class SearchSpace:
             if not values or not set(values) <= allowed:
                 raise ValueError(f"{name} must be a non-empty subset of {sorted(allowed)}, "
                                  f"got {values}")
+        if not self.lookaheads or not set(self.lookaheads) <= set(range(5)):
+            raise ValueError(f"lookaheads must be a non-empty subset of 0-4, got {self.lookaheads}")
         if not self.hidden or min(self.hidden) < 1:
             raise ValueError(f"hidden must be a non-empty tuple of sizes >= 1, got {self.hidden}")
         if len(self.layers) != 2 or not 1 <= self.layers[0] <= self.layers[1]:
@@ -117,10 +125,10 @@ class SearchSpace:
 
 def config_from_params(params: dict[str, Any], base: TrainConfig) -> TrainConfig:
     """``base`` with the searched parameters of a trial (names of :data:`PARAM_NAMES`) set."""
-    model_keys = ("cell", "layers", "hidden", "dropout", "compression")
+    model_keys = ("cell", "layers", "hidden", "dropout", "compression", "lookahead")
     kw: dict[str, Any] = {f"model__{k}": params[k] for k in model_keys if k in params}
     kw.update({k: params[k] for k in ("lr", "target") if k in params})
-    for key in ("layers", "hidden"):
+    for key in ("layers", "hidden", "lookahead"):
         if f"model__{key}" in kw:
             kw[f"model__{key}"] = int(kw[f"model__{key}"])
     for key in ("model__dropout", "lr"):
@@ -139,6 +147,8 @@ def suggest(trial: optuna.trial.BaseTrial, space: SearchSpace, base: TrainConfig
         "lr": trial.suggest_float("lr", space.lr[0], space.lr[1], log=True),
         "target": trial.suggest_categorical("target", space.targets),
         "compression": trial.suggest_categorical("compression", space.compressions),
+        # Recorded even when fixed, so a trial's params alone rebuild its config.
+        "lookahead": trial.suggest_categorical("lookahead", space.lookaheads),
     }
     return config_from_params(params, base)
 
@@ -253,7 +263,8 @@ def _check_settings(study: optuna.Study, base: TrainConfig, space: SearchSpace) 
     old, new = _comparable(attrs[BASE_ATTR]), _comparable(base_d)
     diffs = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
              if old.get(k) != new.get(k)]
-    old_space = attrs.get(SPACE_ATTR, space_d)
+    # A field added to the space since the study started counts as its default then.
+    old_space = {**_json(asdict(SearchSpace())), **attrs.get(SPACE_ATTR, space_d)}
     diffs += [f"search {k} {old_space.get(k)!r} -> {v!r}" for k, v in space_d.items()
               if old_space.get(k) != v]
     if diffs:
@@ -621,10 +632,10 @@ def best_command(study: optuna.Study, base: TrainConfig | None = None, out: str 
                  corpus: str | os.PathLike | None = None) -> str:
     """The ``speechmask train`` command line that reruns the study's best trial exactly.
 
-    Flags: always ``--cell --hidden --layers --dropout --lr --target --compression --epochs
-    --examples-per-epoch --batch-size --seed``; other CLI options only where ``base`` differs
-    from the CLI defaults. Settings without a CLI flag that differ from the defaults are listed in
-    a trailing ``# ...`` shell comment."""
+    Flags: always ``--cell --hidden --layers --dropout --lr --target --compression --lookahead
+    --epochs --examples-per-epoch --batch-size --seed``; other CLI options only where ``base``
+    differs from the CLI defaults. Settings without a CLI flag that differ from the defaults are
+    listed in a trailing ``# ...`` shell comment."""
     cfg = best_config(study, base)
     m, x = cfg.model, cfg.mix
     dm, dx, dt = ModelConfig(), MixConfig(), TrainConfig()
@@ -633,7 +644,8 @@ def best_command(study: optuna.Study, base: TrainConfig | None = None, out: str 
         args += ["--corpus", str(corpus)]
     args += ["--cell", m.cell, "--hidden", str(m.hidden), "--layers", str(m.layers),
              "--dropout", _num(m.dropout), "--lr", _num(cfg.lr), "--target", cfg.target,
-             "--compression", m.compression, "--epochs", str(cfg.epochs),
+             "--compression", m.compression, "--lookahead", str(m.lookahead),
+             "--epochs", str(cfg.epochs),
              "--examples-per-epoch", str(x.examples_per_epoch), "--batch-size",
              str(cfg.batch_size), "--seed", str(cfg.seed)]
     if cfg.loss != dt.loss:
