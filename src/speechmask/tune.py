@@ -49,7 +49,7 @@ from .data import (
     eval_pairs,
     load_files,
 )
-from .model import ModelConfig
+from .model import MAX_LOOKAHEAD, ModelConfig
 from .train import TrainConfig, config_from_dict, config_to_dict, train, with_overrides
 
 log = logging.getLogger(__name__)
@@ -110,8 +110,9 @@ class SearchSpace:
             if not values or not set(values) <= allowed:
                 raise ValueError(f"{name} must be a non-empty subset of {sorted(allowed)}, "
                                  f"got {values}")
-        if not self.lookaheads or not set(self.lookaheads) <= set(range(5)):
-            raise ValueError(f"lookaheads must be a non-empty subset of 0-4, got {self.lookaheads}")
+        if not self.lookaheads or not set(self.lookaheads) <= set(range(MAX_LOOKAHEAD + 1)):
+            raise ValueError(f"lookaheads must be a non-empty subset of 0-{MAX_LOOKAHEAD}, got "
+                             f"{self.lookaheads}")
         if not self.hidden or min(self.hidden) < 1:
             raise ValueError(f"hidden must be a non-empty tuple of sizes >= 1, got {self.hidden}")
         if len(self.layers) != 2 or not 1 <= self.layers[0] <= self.layers[1]:
