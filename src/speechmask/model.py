@@ -35,8 +35,9 @@ MAX_LOOKAHEAD = 4
 class ModelConfig:
     """Architecture of :class:`MaskNet`. Stored in every checkpoint."""
 
-    # Recurrent cell: "lstm" (the seed's) or "gru" (3 gates instead of 4: 25 % fewer MACs).
-    cell: str = "lstm"
+    # Recurrent cell: "gru" or "lstm" (the seed's). GRU by default: 3 gates instead of 4 (25 %
+    # fewer MACs) and +0.54 dB valid SNR over the LSTM at equal budget (docs/experiments.md).
+    cell: str = "gru"
     # Hidden units per recurrent layer; 384 ~ 2.2 M parameters with 2 layers on 257 bins.
     hidden: int = 384
     # Recurrent layers; 2 as in the seed.
