@@ -100,3 +100,46 @@ def test_export_inference_is_slim_and_equivalent(tmp_path, half):
     assert "optimizer" not in payload
     x = torch.rand(1, 12, 257) * 3
     assert torch.allclose(loaded(x)[0], m(x)[0], atol=2e-3 if half else 0)
+
+
+def _saved(path, seed, hidden=16, stages=0):
+    torch.manual_seed(seed)
+    m = MaskNet(ModelConfig(hidden=hidden, layers=1, dropout=0.0))
+    m.set_normalization(torch.randn(257), torch.rand(257) + 0.5)
+    history = [{"epoch": i + 1, "valid_snr_db": 10.0 + i, "seconds": 60.0} for i in range(stages)]
+    own = {"epoch": 3, "valid_snr_db": 12.5 + seed, "seconds": 120.0}
+    return ckpt.save(path, ckpt.model_payload(m.eval(), StftConfig(), metrics=own,
+                                              history=history)), m
+
+
+@pytest.mark.parametrize("half,tol", [(False, 1e-7), (True, 2e-3)])
+@pytest.mark.parametrize("count", [2, 3])
+def test_average_is_the_mean_of_the_weights(tmp_path, half, tol, count):
+    saved = [_saved(tmp_path / f"m{i}.pt", seed=i, stages=i) for i in range(count)]
+    out = ckpt.average_models([p for p, _ in saved], tmp_path / "avg.pt", half=half)
+    model, stft_cfg, payload = ckpt.load_model(out)
+    for key, value in model.state_dict().items():
+        want = sum(m.state_dict()[key] for _, m in saved) / count
+        assert torch.allclose(value, want, atol=tol, rtol=0), key
+    assert stft_cfg == StftConfig()
+    assert payload["metrics"] == {"averaged_from": [str(p) for p, _ in saved]}
+    # The history is the longest lineage's: the last source has count - 1 earlier stages.
+    stages = ckpt.training_stages(payload)
+    assert len(stages) == count and stages[-1]["valid_snr_db"] == 12.5 + count - 1
+
+
+def test_average_of_a_model_with_itself_is_the_model(tmp_path):
+    path, m = _saved(tmp_path / "m.pt", seed=0)
+    out = ckpt.average_models([path, path], tmp_path / "avg.pt", half=False)
+    x = torch.rand(1, 9, 257)
+    assert torch.equal(ckpt.load_model(out)[0](x)[0], m(x)[0])
+
+
+def test_average_refuses_other_architectures_and_single_models(tmp_path):
+    a, _ = _saved(tmp_path / "a.pt", seed=0)
+    b, _ = _saved(tmp_path / "b.pt", seed=1, hidden=8)
+    with pytest.raises(ckpt.CheckpointError, match="b.pt: architecture"):
+        ckpt.average_models([a, b], tmp_path / "avg.pt")
+    with pytest.raises(ckpt.CheckpointError, match="at least two"):
+        ckpt.average_models([a], tmp_path / "avg.pt")
+    assert not (tmp_path / "avg.pt").exists()

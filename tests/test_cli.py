@@ -342,3 +342,18 @@ def test_tune_bad_lookahead_is_one_line(capsys, tmp_path):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 1 and len(lines) == 1 and "--lookahead" in lines[0] and "0-4" in lines[0], err
     assert not (tmp_path / "s.db").exists()
+
+
+def test_average(capsys, tmp_path, model_path):
+    out = tmp_path / "avg.pt"
+    code, stdout, _ = run(capsys, "average", model_path, model_path, "--out", out)
+    assert code == 0 and "mean of 2 models" in stdout and out.is_file()
+    code, _, err = run(capsys, "average", model_path, model_path, "--out", out)
+    assert code == 1 and "exists" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "average", model_path, out, "--out", out, "--overwrite")
+    assert code == 1 and "overwrite an input" in err
+    code, _, err = run(capsys, "average", model_path, tmp_path / "none.pt", "--out",
+                       tmp_path / "b.pt")
+    assert code == 1 and "none.pt" in err and not (tmp_path / "b.pt").exists()
+    code, stdout, _ = run(capsys, "info", "--model", out)
+    assert code == 0 and f"weights: mean of {model_path}, {model_path}" in stdout

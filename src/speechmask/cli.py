@@ -614,8 +614,10 @@ def cmd_info(args: argparse.Namespace) -> int:
           + (f", of which {lookahead * stft_cfg.hop * ms_per_sample:.0f} ms look-ahead: "
              f"{lookahead} frame(s))" if lookahead else ")"))
     metrics = payload.get("metrics") or {}
-    if "valid_snr_db" in metrics:
-        stages = training_stages(payload)
+    if metrics.get("averaged_from"):
+        print(f"weights: mean of {', '.join(metrics['averaged_from'])}")
+    stages = training_stages(payload)
+    if stages:
         # One line per run the weights went through (earlier ones: `train --init`).
         for i, stage in enumerate(stages, 1):
             label = f"training (stage {i} of {len(stages)})" if len(stages) > 1 else "training"
@@ -660,6 +662,21 @@ def cmd_export(args: argparse.Namespace) -> int:
         out = export_onnx(model, stft_cfg, args.onnx)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): frame-by-frame model with its "
               "recurrent state as inputs/outputs, runs with onnxruntime alone")
+    return EXIT_OK
+
+
+def cmd_average(args: argparse.Namespace) -> int:
+    from .checkpoint import average_models, load_model
+
+    target = Path(args.out)
+    if target.exists() and not args.overwrite:
+        raise UserError(f"{target}: exists; pass --overwrite to replace it")
+    if any(Path(src).resolve() == target.resolve() for src in args.models):
+        raise UserError(f"{target}: would overwrite an input model; choose another name")
+    out = average_models(args.models, target, half=not args.float32)
+    model, _, _ = load_model(out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {model.parameter_count():,} "
+          f"parameters): the mean of {len(args.models)} models' weights")
     return EXIT_OK
 
 
@@ -955,6 +972,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "float16, half the size)")
     ex.add_argument("--overwrite", action="store_true")
     ex.set_defaults(func=cmd_export)
+
+    av = sub.add_parser("average", help="average the weights of models of one training "
+                        "lineage (e.g. a model and the run trained on from it)")
+    av.add_argument("models", nargs="+", help="two or more checkpoints")
+    av.add_argument("--out", required=True, help="averaged .pt checkpoint to write")
+    av.add_argument("--float32", action="store_true", help="keep float32 weights (default: "
+                    "float16, half the size)")
+    av.add_argument("--overwrite", action="store_true")
+    av.set_defaults(func=cmd_average)
 
     be = sub.add_parser("bench", help="speed on this machine: real-time factor and per-hop "
                         "streaming time (--peers: compare with other denoisers)")
