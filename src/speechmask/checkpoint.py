@@ -113,20 +113,21 @@ def average_models(srcs: list[str | os.PathLike], dst: str | os.PathLike,
                 or payload["state_dict"].keys() != first["state_dict"].keys()):
             raise CheckpointError(f"{src}: architecture or STFT differs from {srcs[0]}; only "
                                   "models of one training lineage can be averaged")
-    state = {}
-    for key, tensor in first["state_dict"].items():
-        if tensor.is_floating_point():
-            state[key] = sum(p["state_dict"][key].float() for p in payloads) / len(payloads)
-        else:
-            state[key] = tensor
-    if half:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    state = {key: sum(p["state_dict"][key].float() for p in payloads) / len(payloads)
+             if tensor.is_floating_point() else tensor
+             for key, tensor in first["state_dict"].items()}
     lineage = max(payloads, key=lambda p: len(training_stages(p)))
     return save(dst, {
         "model_config": first["model_config"], "stft_config": first["stft_config"],
         "train_config": lineage.get("train_config"), "history": training_stages(lineage),
-        "metrics": {"averaged_from": [str(src) for src in srcs]}, "state_dict": state,
+        "metrics": {"averaged_from": [str(src) for src in srcs]},
+        "state_dict": _half(state) if half else state,
     })
+
+
+def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Floating-point tensors as float16 (half the file; cast back to float32 on load)."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def export_inference(src: str | os.PathLike, dst: str | os.PathLike, half: bool = True) -> Path:
@@ -137,6 +138,4 @@ def export_inference(src: str | os.PathLike, dst: str | os.PathLike, half: bool 
     keep = {k: payload[k] for k in ("model_config", "stft_config", "metrics", "train_config",
                                     "epoch", "history", "calibration") if k in payload}
     state = payload["state_dict"]
-    if half:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    return save(dst, {**keep, "state_dict": state})
+    return save(dst, {**keep, "state_dict": _half(state) if half else state})

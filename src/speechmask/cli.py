@@ -341,16 +341,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # calibrate
 
 
+def _refuse_target(target: Path, inputs: list[Path], overwrite: bool) -> None:
+    """A model file is written only where nothing is, or with --overwrite, and never over an
+    input model."""
+    if target.exists() and not overwrite:
+        raise UserError(f"{target}: exists; pass --overwrite to replace it")
+    if any(src.exists() and src.resolve() == target.resolve() for src in inputs):
+        which = "the input model" if len(inputs) == 1 else "an input model"
+        raise UserError(f"{target}: would overwrite {which}; choose another name")
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibrate import best_exponent, check_exponents, score_exponents, write_calibrated
     from .checkpoint import load_model
     from .evaluate import load_eval_items
 
     src, out = Path(args.model), Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise UserError(f"{out}: exists; pass --overwrite to replace it")
-    if src.exists() and src.resolve() == out.resolve():
-        raise UserError(f"{out}: would overwrite the input model; choose another name")
+    _refuse_target(out, [src], args.overwrite)
     try:
         exponents = [float(v) for v in args.exponents.split(",") if v.strip()]
     except ValueError:
@@ -643,11 +650,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UserError("give --out FILE.pt (slim checkpoint) and/or --onnx FILE.onnx")
     src = Path(args.model) if args.model else default_model_path()
     for target in filter(None, (args.out, args.onnx)):
-        target = Path(target)
-        if target.exists() and not args.overwrite:
-            raise UserError(f"{target}: exists; pass --overwrite to replace it")
-        if src.resolve() == target.resolve():
-            raise UserError(f"{target}: would overwrite the input model; choose another name")
+        _refuse_target(Path(target), [src], args.overwrite)
     model, stft_cfg, _ = load_model(src)
     if args.out:
         out = export_inference(src, args.out, half=not args.float32)
@@ -669,10 +672,7 @@ def cmd_average(args: argparse.Namespace) -> int:
     from .checkpoint import average_models, load_model
 
     target = Path(args.out)
-    if target.exists() and not args.overwrite:
-        raise UserError(f"{target}: exists; pass --overwrite to replace it")
-    if any(Path(src).resolve() == target.resolve() for src in args.models):
-        raise UserError(f"{target}: would overwrite an input model; choose another name")
+    _refuse_target(target, [Path(src) for src in args.models], args.overwrite)
     out = average_models(args.models, target, half=not args.float32)
     model, _, _ = load_model(out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {model.parameter_count():,} "
