@@ -123,9 +123,11 @@ def test_average_is_the_mean_of_the_weights(tmp_path, half, tol, count):
         assert torch.allclose(value, want, atol=tol, rtol=0), key
     assert stft_cfg == StftConfig()
     assert payload["metrics"] == {"averaged_from": [str(p) for p, _ in saved]}
-    # The history is the longest lineage's: the last source has count - 1 earlier stages.
+    # The history is the longest lineage's (the last source has count - 1 earlier stages),
+    # then the average itself.
     stages = ckpt.training_stages(payload)
-    assert len(stages) == count and stages[-1]["valid_snr_db"] == 12.5 + count - 1
+    assert len(stages) == count + 1 and stages[-2]["valid_snr_db"] == 12.5 + count - 1
+    assert stages[-1] == payload["metrics"]
 
 
 def test_average_of_a_model_with_itself_is_the_model(tmp_path):

@@ -356,4 +356,14 @@ def test_average(capsys, tmp_path, model_path):
                        tmp_path / "b.pt")
     assert code == 1 and "none.pt" in err and not (tmp_path / "b.pt").exists()
     code, stdout, _ = run(capsys, "info", "--model", out)
-    assert code == 0 and f"weights: mean of {model_path}, {model_path}" in stdout
+    assert code == 0 and f"weights = mean of {model_path}, {model_path}" in stdout
+    # Trained on from the average, the model still says its weights went through one.
+    trained = tmp_path / "trained"
+    code, _, err = run(capsys, "train", "--out", trained, "--init", out, "--epochs", "1",
+                       "--examples-per-epoch", "8", "--valid-count", "2", "--batch-size", "4",
+                       "--crop-seconds", "0.5", "--threads", "1")
+    assert code == 0, err
+    code, stdout, _ = run(capsys, "info", "--model", trained / "best.pt")
+    stage_lines = [ln for ln in stdout.splitlines() if ln.startswith("training")]
+    assert code == 0 and f"weights = mean of {model_path}, {model_path}" in stage_lines[-2]
+    assert "epoch 1, valid SNR" in stage_lines[-1], stdout

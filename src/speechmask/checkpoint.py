@@ -85,11 +85,12 @@ def load_model(path: str | os.PathLike | None = None) -> tuple[MaskNet, StftConf
 def training_stages(payload: dict[str, Any]) -> list[dict]:
     """The training stages of a checkpoint, oldest first: the best-epoch metrics of each run its
     weights went through (earlier runs it was started from, kept as ``history``, then its own
-    ``metrics``)."""
+    ``metrics``). An average (:func:`average_models`) is a stage too, ``{"averaged_from":
+    [paths]}``, so a model trained on from an average still says its weights were one."""
     history = [m for m in payload.get("history") or [] if isinstance(m, dict)]
     own = payload.get("metrics")
-    # An averaged model (see average_models) has no training run of its own.
-    return history + ([own] if isinstance(own, dict) and "valid_snr_db" in own else [])
+    is_stage = isinstance(own, dict) and ("valid_snr_db" in own or "averaged_from" in own)
+    return history + ([own] if is_stage else [])
 
 
 def average_models(srcs: list[str | os.PathLike], dst: str | os.PathLike,
@@ -97,9 +98,9 @@ def average_models(srcs: list[str | os.PathLike], dst: str | os.PathLike,
     """Write the uniform average of the weights of ``srcs`` to ``dst`` ("model soup").
 
     Only meaningful for models on one training lineage (one was started from the other with
-    ``train --init``), whose weights stay in one basin: the shipped model, the mean of the fifth
-    training stage and the sixth trained on from it, scores 13.10 dB valid SNR, above both
-    (13.04 and 13.08 dB; docs/experiments.md).
+    ``train --init``), whose weights stay in one basin: the mean of the fifth training stage and
+    the sixth trained on from it scored 13.10 dB valid SNR, above both (13.04 and 13.08 dB;
+    docs/experiments.md); the seventh stage started from that mean.
     The models must share architecture and STFT; the result keeps the training history of the
     source with the longest one, records the sources, and drops any mask calibration (the
     average needs its own)."""
@@ -116,6 +117,7 @@ def average_models(srcs: list[str | os.PathLike], dst: str | os.PathLike,
     state = {key: sum(p["state_dict"][key].float() for p in payloads) / len(payloads)
              if tensor.is_floating_point() else tensor
              for key, tensor in first["state_dict"].items()}
+    # The stages an average records are its longest source's (the others are on its lineage).
     lineage = max(payloads, key=lambda p: len(training_stages(p)))
     return save(dst, {
         "model_config": first["model_config"], "stft_config": first["stft_config"],

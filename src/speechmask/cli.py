@@ -620,14 +620,13 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"(algorithmic latency {latency:.0f} ms"
           + (f", of which {lookahead * stft_cfg.hop * ms_per_sample:.0f} ms look-ahead: "
              f"{lookahead} frame(s))" if lookahead else ")"))
-    metrics = payload.get("metrics") or {}
-    if metrics.get("averaged_from"):
-        print(f"weights: mean of {', '.join(metrics['averaged_from'])}")
     stages = training_stages(payload)
-    if stages:
-        # One line per run the weights went through (earlier ones: `train --init`).
-        for i, stage in enumerate(stages, 1):
-            label = f"training (stage {i} of {len(stages)})" if len(stages) > 1 else "training"
+    # One line per run or average the weights went through (earlier ones: `train --init`).
+    for i, stage in enumerate(stages, 1):
+        label = f"training (stage {i} of {len(stages)})" if len(stages) > 1 else "training"
+        if stage.get("averaged_from"):
+            print(f"{label}: weights = mean of {', '.join(map(str, stage['averaged_from']))}")
+        else:
             print(f"{label}: epoch {stage.get('epoch')}, valid SNR "
                   f"{stage.get('valid_snr_db', float('nan')):.2f} dB, "
                   f"{stage.get('seconds', 0) / 60:.0f} min")
