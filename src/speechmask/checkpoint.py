@@ -118,10 +118,10 @@ def average_models(srcs: list[str | os.PathLike], dst: str | os.PathLike,
              if tensor.is_floating_point() else tensor
              for key, tensor in first["state_dict"].items()}
     # The stages an average records are its longest source's (the others are on its lineage).
-    lineage = max(payloads, key=lambda p: len(training_stages(p)))
+    lineage, history = max(((p, training_stages(p)) for p in payloads), key=lambda ps: len(ps[1]))
     return save(dst, {
         "model_config": first["model_config"], "stft_config": first["stft_config"],
-        "train_config": lineage.get("train_config"), "history": training_stages(lineage),
+        "train_config": lineage.get("train_config"), "history": history,
         "metrics": {"averaged_from": [str(src) for src in srcs]},
         "state_dict": _half(state) if half else state,
     })
