@@ -159,6 +159,34 @@ def test_format_tables_lists_every_system(tmp_path):
     assert rep.format_machine(rep.machine_info()).startswith("machine: ")
 
 
+def test_paired_differences_file_by_file():
+    rows = _fake_rows()
+    for system, gains in (("speechmask", {"a": 5.0, "b": 3.0}),
+                          ("speechmask_stream", {"a": 9.0, "b": 9.0})):
+        for pid, snr in (("a", -5.0), ("b", 5.0)):
+            rows.append({"id": pid, "system": system, "input_snr_db": snr, "noise_type": "x",
+                         "seconds": 1.0, "snr": snr + gains[pid], "si_sdr": snr + 3,
+                         "pesq": 2.5, "stoi": 0.9, "delay": 0, "rtf": 0.01})
+    infos = _fake_infos() + [
+        {"key": key, "name": name, "status": "ok", "available": True, "native_rate": 16000,
+         "latency_ms": None, "param_count": 100, "reference_only": False}
+        for key, name in (("speechmask", "speechmask"),
+                          ("speechmask_stream", "speechmask streaming"))]
+    r = rep.aggregate(rows, infos, ["snr", "si_sdr", "pesq", "stoi"], source="fake")
+    # Peers only: not the noisy input (a reference), not the other speechmask variant, not
+    # DeepFilterNet3 (did not run).
+    assert list(r["paired"]) == ["rnnoise"]
+    snr = r["paired"]["rnnoise"]["snr"]  # differences +1 and -1 dB
+    assert snr["mean"] == 0.0 and snr["se"] == pytest.approx(1.0) and snr["higher"] == 0.5
+    assert snr["pairs"] == 2
+    pesq = r["paired"]["rnnoise"]["pesq"]  # RNNoise's NaN on file "a" is skipped
+    assert pesq["pairs"] == 1 and pesq["mean"] == 0.5 and math.isnan(pesq["se"])
+    text = rep.format_tables(r)
+    row = next(line for line in text.splitlines() if line.startswith("| RNNoise | +"))
+    assert "| +0.00 ± 1.00 (50 %) |" in row and "| +0.50 (100 %) |" in row
+    assert rep.paired_differences(_fake_rows(), _fake_infos(), ["snr"]) == {}  # no speechmask
+
+
 # ---------------------------------------------------------------------------------------------
 # Systems and smoke runs
 
@@ -298,3 +326,15 @@ def test_cli_end_to_end_on_a_pairs_csv(tmp_path, tiny_pairs, tiny_model_path, ca
     with mock.patch.dict(os.environ), pytest.raises(SystemExit, match="other pairs"):
         main_mod.main(["--pairs", str(csv_path), "--count", "2", "--systems", "noisy",
                        "--jobs", "1", "--quiet", "--merge", str(tmp_path / "r.json")])
+    # --from-json: the tables again from the per-file rows, nothing run.
+    code = main_mod.main(["--from-json", str(tmp_path / "m.json"), "--json",
+                          str(tmp_path / "again.json")])
+    assert code == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["overall"] == merged["overall"] and again["machine"] == merged["machine"]
+    assert "| speechmask |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main_mod.parse_args(["--from-json", str(tmp_path / "m.json"), "--out", str(tmp_path)])
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(SystemExit, match="not a peers report"):
+        main_mod.main(["--from-json", str(tmp_path / "bad.json")])

@@ -3,13 +3,16 @@
     python -m benchmarks.peers --out runs/peers [--count N] [--jobs N] [--json FILE]
                                [--systems noisy,speechmask,rnnoise,...] [--model PATH]
                                [--merge EARLIER/peers.json]
+    python -m benchmarks.peers --from-json RUN/peers.json [--json FILE]
 
 Systems (``--systems`` keys): noisy, oracle_ibm, oracle_irm, speechmask, speechmask_stream
 (torch, frame by frame), speechmask_onnx_stream (the ONNX export with onnxruntime, frame by
 frame), rnnoise, deepfilternet3, speex, webrtc, noisereduce. ``--merge`` adds this run's
-systems to an earlier report on the same pairs. Peers are optional (``pip install
-'speechmask[bench]'``); a missing one is listed as "not installed" and skipped. A missing
-speechmask model is reported the same way (pass ``--model runs/default/best.pt`` to use another).
+systems to an earlier report on the same pairs; ``--from-json`` prints the tables of an
+earlier report again, from its per-file rows, without running anything. Peers are optional
+(``pip install 'speechmask[bench]'``); a missing one is listed as "not installed" and skipped.
+A missing speechmask model is reported the same way (pass ``--model runs/default/best.pt`` to
+use another).
 
 Method: each output is shifted back by its delay (FFT cross-correlation with the noisy input,
 0-100 ms), then scored against the clean speech with SNR, SI-SDR, PESQ-WB and STOI; the CPU
@@ -88,6 +91,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--merge", default=None, metavar="PEERS_JSON",
                         help="peers.json of an earlier run on the same pairs: the systems this "
                         "run does not score are taken from it (add one system to a long run)")
+    parser.add_argument("--from-json", default=None, metavar="PEERS_JSON",
+                        help="run nothing: re-make the tables of an earlier report from its "
+                        "per-file rows (e.g. after the report gained a table)")
     parser.add_argument("--out", default=None,
                         help="folder for peers.md, peers.json, figures and sample clips")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -102,7 +108,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown system(s) {', '.join(unknown) or '(none)'}; use some of "
                      f"{', '.join(ALL_KEYS)}")
     args.keys = keys
+    if args.from_json and (args.out or args.merge):
+        parser.error("--from-json re-makes tables only: use it without --out and --merge")
     return args
+
+
+def report_again(path: str) -> dict:
+    """The report of an earlier run, aggregated again from its per-file rows and systems (the
+    tables then include whatever :func:`aggregate` computes today)."""
+    import json
+
+    try:
+        earlier = json.loads(Path(path).read_text())
+        rows, infos = earlier["per_pair"], earlier["systems"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"{path}: not a peers report ({exc}); pass the peers.json an earlier "
+                         "run wrote") from None
+    report = aggregate(rows, infos, earlier.get("metrics", list(METRICS)),
+                       source=earlier.get("source", ""), machine=earlier.get("machine"))
+    for key in ("jobs", "elapsed_s"):
+        if key in earlier:
+            report[key] = earlier[key]
+    return report
 
 
 def merge_earlier(path: str, rows: list[dict], infos: list[dict], ids: set[str]
@@ -154,6 +181,12 @@ def write_figures_and_clips(pairs: list[Pair], report: dict, out: Path,
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the exit code."""
     args = parse_args(argv)
+    if args.from_json:
+        report = report_again(args.from_json)
+        print(format_tables(report))
+        if args.json:
+            print(f"\nwrote {write_json(report, args.json)}")
+        return 0
     start = time.perf_counter()
     machine = machine_info()
     print(format_machine(machine))
