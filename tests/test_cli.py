@@ -145,6 +145,10 @@ def test_enhance_refuses_to_overwrite_input(capsys, tmp_path, model_path):
     (["train", "--out", "{tmp}/run", "--lookahead", "7"], "lookahead"),
     (["train", "--out", "{tmp}/run", "--snr-range", "10", "-5"], "SNR range reversed"),
     (["train", "--out", "{tmp}/run", "--init", "{tmp}/missing.pt"], "missing.pt"),
+    (["train", "--out", "{tmp}/run", "--data", "{tmp}/emptydir", "--hold-out-noise", "wind"],
+     "--hold-out-noise"),
+    (["train", "--out", "{tmp}/run", "--hold-out-noise", "wind,coffee-shop"],
+     "no train noise of type coffee-shop"),
     (["train", "--out", "{tmp}/run", "--init", "{tmp}/a.wav"], "a.wav"),
 ])
 def test_errors_are_one_line(capsys, tmp_path, model_path, args, needle):

@@ -163,6 +163,14 @@ def test_dataset_needs_sources():
         MixtureDataset([], [np.ones(10, np.float32)])
 
 
+def test_eval_pairs_of_chosen_noise_types(corpus):
+    pairs = eval_pairs(corpus, "valid", count=12, noise_types={"wind", "rooster"})
+    assert len(pairs) == 12 and {p.noise_type for p in pairs} <= {"wind", "rooster"}
+    assert all("wind" in p.noise_file or "rooster" in p.noise_file for p in pairs)
+    with pytest.raises(DataError, match="no valid noise of type coffee-shop"):
+        eval_pairs(corpus, "valid", count=4, noise_types={"coffee-shop", "wind"})
+
+
 def test_eval_pairs_deterministic_and_at_nominal_snr(corpus):
     pairs = eval_pairs(corpus, "valid", count=8)
     assert len(pairs) == 8

@@ -13,6 +13,9 @@ from speechmask.model import ModelConfig
 from speechmask.train import (
     TrainConfig,
     compute_loss,
+    config_from_dict,
+    config_to_dict,
+    corpus_noise_and_valid,
     lr_at,
     spectral_si_sdr_db,
     spectral_snr_db,
@@ -166,3 +169,26 @@ def test_on_epoch_can_stop_training(tmp_path, toy):
     result = train(_cfg(epochs=3), tmp_path, speech=speech, noise=noise, valid=valid,
                    progress=False, on_epoch=lambda row: seen.append(row["epoch"]) or True)
     assert seen == [1] and result["epochs"] == 1
+
+
+def test_holdout_noise_trains_without_those_types_and_validates_on_them():
+    from speechmask.data import Corpus, DataError, eval_pairs
+
+    corpus = Corpus()
+    held = ("wind", "exercise_bike")
+    cfg = TrainConfig(valid_count=8, holdout_noise=held)
+    noise, valid = corpus_noise_and_valid(corpus, cfg)
+    assert not {f.label for f in noise} & set(held)
+    assert len(valid) == 8 and {p.noise_type for p in valid} <= set(held)
+    every_noise, every_valid = corpus_noise_and_valid(corpus, TrainConfig(valid_count=8))
+    train_held = [f for f in corpus.select("train", "noise") if f.label in held]
+    assert train_held and len(every_noise) == len(noise) + len(train_held)
+    assert [p.id for p in every_valid] == [p.id for p in eval_pairs(corpus, "valid", 8)]
+    with pytest.raises(DataError, match="coffee-shop"):
+        corpus_noise_and_valid(corpus, TrainConfig(holdout_noise=("coffee-shop",)))
+    # Saved with the run (a checkpoint's config dict holds a list; old ones lack the field).
+    d = config_to_dict(cfg)
+    assert config_from_dict({**d, "holdout_noise": list(held)}).holdout_noise == held
+    del d["holdout_noise"]
+    assert config_from_dict(d).holdout_noise == ()
+

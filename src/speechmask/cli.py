@@ -105,6 +105,7 @@ def _train_config(args: argparse.Namespace):
         target=args.target, loss=args.loss, snr_weight=args.snr_weight,
         batch_size=args.batch_size, epochs=args.epochs, lr=args.lr, patience=args.patience,
         valid_count=args.valid_count, seed=args.seed, threads=args.threads, device=args.device,
+        holdout_noise=tuple(t.strip() for t in (args.hold_out_noise or "").split(",") if t.strip()),
     )
 
 
@@ -214,6 +215,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.nproc is not None and args.nproc < 1:
         raise UserError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.data and args.hold_out_noise:
+        raise UserError("--hold-out-noise holds corpus noise types out; with --data the "
+                        "dataset's own valid pairs are used: drop one of them")
     device = resolve_device(args.device)
     if args.nproc is not None and args.nproc > 1 and not distributed.launched_by_torchrun():
         # Refuse a bad --out or --init here, before any process starts.
@@ -788,6 +792,11 @@ def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
                     help=f"epochs without valid SNR gain before stopping (default "
                          f"{tdef.patience}; 0 = never)")
     tr.add_argument("--valid-count", type=int, default=None)
+    tr.add_argument("--hold-out-noise", default=None, metavar="TYPE[,TYPE...]",
+                    help="corpus noise types to keep out of training; validation (and so "
+                    "best.pt) then uses only these types: selection on unseen noise, e.g. "
+                    "wind,exercise_bike,rooster (types: the by-noise table of `speechmask "
+                    "evaluate --set valid`)")
     tr.add_argument("--seed", type=int, default=tdef.seed)
     tr.add_argument("--threads", type=int, default=0,
                     help="torch threads per process (0 = all cores, split between processes)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -99,6 +99,18 @@ class Corpus:
         if not chosen:
             raise DataError(f"{self.root}: corpus has no {kind} files in split {split!r}")
         return chosen
+
+    def check_noise_types(self, types: Collection[str], splits: Sequence[str] = ("train", "valid")
+                          ) -> None:
+        """Raise DataError unless every noise type in ``types`` has files in each of ``splits``
+        (a type held out of training must exist in train to be held out, in valid to be scored).
+        """
+        for split in splits:
+            known = sorted({f.label for f in self.select(split, "noise")})
+            unknown = sorted(set(types) - set(known))
+            if unknown:
+                raise DataError(f"{self.root}: no {split} noise of type {', '.join(unknown)}; "
+                                f"the {split} split has: {', '.join(known)}")
 
     def stats(self) -> list[dict]:
         """Per split and kind: files, hours, and distinct speakers / noise types."""
@@ -387,12 +399,18 @@ def eval_pairs(
     count: int | None = None,
     snrs_db: Sequence[float] = EVAL_SNRS_DB,
     seed: int = EVAL_SEED,
+    noise_types: Collection[str] | None = None,
 ) -> list[EvalPair]:
     """The deterministic evaluation set of a split: every utterance at every SNR in ``snrs_db``,
     each with its own noise file and offset. ``count`` keeps the first ``count`` pairs of a
-    seeded shuffle of utterances (all SNRs of an utterance stay together)."""
+    seeded shuffle of utterances (all SNRs of an utterance stay together). ``noise_types``
+    draws the noise from files of those types only (e.g. the types a run held out of
+    training); the default, all types, gives the fixed valid and test sets."""
     speech = corpus.select(split, "speech")
     noise_files = corpus.select(split, "noise")
+    if noise_types is not None:
+        corpus.check_noise_types(noise_types, (split,))
+        noise_files = [f for f in noise_files if f.label in set(noise_types)]
     order = np.random.default_rng([seed, SPLITS.index(split)]).permutation(len(speech))
     total = len(speech) * len(snrs_db)
     n_pairs = total if count is None else min(count, total)
