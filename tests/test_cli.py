@@ -198,6 +198,23 @@ def test_evaluate_pairs_json(capsys, tmp_path, model_path):
     assert data["overall"]["oracle_irm"]["snr"] > data["overall"]["noisy"]["snr"] + 8
 
 
+def test_evaluate_on_chosen_noise_types(capsys, tmp_path, model_path):
+    report = tmp_path / "r.json"
+    code, stdout, err = run(capsys, "evaluate", "--set", "valid", "--count", "8",
+                            "--noise-types", "city,doing_the_dishes", "--model", model_path,
+                            "--systems", "noisy,model", "--metrics", "snr", "--jobs", "1",
+                            "--json", report)
+    assert code == 0, err
+    import json
+
+    data = json.loads(report.read_text())
+    assert data["pairs"] == 8 and "city, doing_the_dishes noise only" in data["source"]
+    assert {key.split("|")[1] for key in data["by_noise"]} <= {"city", "doing_the_dishes"}
+    code, _, err = run(capsys, "evaluate", "--set", "valid", "--noise-types", "train",
+                       "--model", model_path)
+    assert code != 0 and "no valid noise of type train" in err and len(err.splitlines()) == 1
+
+
 def test_stats(capsys):
     code, stdout, _ = run(capsys, "data", "stats")
     assert code == 0 and "| train | speech | 900 |" in stdout

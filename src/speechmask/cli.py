@@ -333,6 +333,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         split=args.set, count=args.count, corpus_dir=args.corpus,
         systems=tuple(args.systems.split(",")), metrics=tuple(args.metrics.split(",")),
         jobs=args.jobs, progress=not args.quiet, device=args.device,
+        noise_types=tuple(t.strip() for t in args.noise_types.split(",") if t.strip())
+        if args.noise_types else None,
     )
     print(format_table(report))
     if args.json:
@@ -863,6 +865,9 @@ def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--set", choices=("valid", "test"), default=None,
                     help="build the fixed valid/test set in memory instead of --pairs")
     ev.add_argument("--count", type=int, default=None, help="first N pairs only")
+    ev.add_argument("--noise-types", default=None, metavar="TYPE[,TYPE...]",
+                    help="with --set: only these noise types (e.g. the ones a run held out of "
+                    "training with --hold-out-noise)")
     ev.add_argument("--corpus", default=None)
     ev.add_argument("--systems", default="noisy,oracle_ibm,oracle_irm,model",
                     help="comma list of noisy, oracle_ibm, oracle_irm, model")

@@ -41,10 +41,12 @@ def load_eval_items(
     split: str | None = None,
     count: int | None = None,
     corpus_dir: str | None = None,
+    noise_types: Sequence[str] | None = None,
 ) -> tuple[list[tuple], str]:
     """The pairs of a ``pairs.csv`` set, or of the fixed ``split`` set built in memory, as
     ``(id, clean [N], noisy [N], input_snr_db, noise_type)`` tuples (first ``count`` only),
-    with a label naming where they came from. DataError when there are none."""
+    with a label naming where they came from; ``noise_types`` keeps the split set's noise to
+    those types (e.g. the ones a run held out of training). DataError when there are none."""
     if pairs_csv is not None:
         items = []
         for row in read_pairs(pairs_csv)[:count]:
@@ -52,9 +54,11 @@ def load_eval_items(
             items.append((row.id, clean, noisy, row.input_snr_db, row.noise_type))
         source = str(pairs_csv)
     elif split is not None:
-        pairs = eval_pairs(Corpus(corpus_dir), split, count)
+        pairs = eval_pairs(Corpus(corpus_dir), split, count, noise_types=noise_types)
         items = [(p.id, p.clean, p.noisy, p.input_snr_db, p.noise_type) for p in pairs]
         source = f"fixed {split} set (in memory)"
+        if noise_types:
+            source = f"{split} set with {', '.join(noise_types)} noise only (in memory)"
     else:
         raise DataError("give a pairs.csv or a split (valid/test) to evaluate on")
     if not items:
@@ -73,9 +77,11 @@ def evaluate(
     jobs: int = 1,
     progress: bool = True,
     device: str = "cpu",
+    noise_types: Sequence[str] | None = None,
 ) -> dict:
     """Score ``systems`` on a ``pairs.csv`` set or on the fixed ``split`` set built in memory
-    (the model runs on ``device``: cpu, cuda or auto).
+    (the model runs on ``device``: cpu, cuda or auto; ``noise_types``: only those noises in
+    the split set).
 
     Returns a JSON-able report: ``overall``, ``by_snr`` and ``by_noise`` means per system and
     metric, plus the per-pair scores.
@@ -86,7 +92,9 @@ def evaluate(
     for m in metrics:
         if m not in METRICS:
             raise DataError(f"unknown metric {m!r}; use some of {', '.join(METRICS)}")
-    items, source = load_eval_items(pairs_csv, split, count, corpus_dir)
+    if noise_types and pairs_csv is not None:
+        raise DataError("noise types choose the noise of a --set; a pairs.csv has its own")
+    items, source = load_eval_items(pairs_csv, split, count, corpus_dir, noise_types)
 
     enhancer = None
     if "model" in systems:
