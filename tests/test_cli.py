@@ -307,6 +307,17 @@ def test_evaluate_reports_corrupt_pair_file(capsys, tmp_path, model_path):
 def test_info_and_export(capsys, tmp_path, model_path):
     code, stdout, _ = run(capsys, "info", "--model", model_path)
     assert code == 0 and "parameters:" in stdout and "M per second" in stdout
+    assert "held out" not in stdout
+    import torch
+
+    from speechmask.checkpoint import load_raw
+    from speechmask.train import TrainConfig, config_to_dict
+
+    payload = load_raw(model_path)
+    payload["train_config"] = config_to_dict(TrainConfig(holdout_noise=("city", "rooster")))
+    torch.save(payload, tmp_path / "held.pt")
+    code, stdout, _ = run(capsys, "info", "--model", tmp_path / "held.pt")
+    assert code == 0 and "noise types held out of training: city, rooster" in stdout
     out = tmp_path / "slim.pt"
     code, stdout, _ = run(capsys, "export", model_path, "--out", out)
     assert code == 0 and "float16" in stdout and out.is_file()

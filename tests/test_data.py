@@ -169,6 +169,8 @@ def test_eval_pairs_of_chosen_noise_types(corpus):
     assert all("wind" in p.noise_file or "rooster" in p.noise_file for p in pairs)
     with pytest.raises(DataError, match="no valid noise of type coffee-shop"):
         eval_pairs(corpus, "valid", count=4, noise_types={"coffee-shop", "wind"})
+    with pytest.raises(DataError, match="no noise types given"):
+        eval_pairs(corpus, "valid", count=4, noise_types=())
 
 
 def test_eval_pairs_deterministic_and_at_nominal_snr(corpus):

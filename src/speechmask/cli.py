@@ -89,6 +89,11 @@ def cmd_data_import(args: argparse.Namespace) -> int:
 # train / evaluate
 
 
+def _comma_list(text: str | None) -> tuple[str, ...]:
+    """``"a, b,"`` -> ``("a", "b")``; None or empty -> ``()``."""
+    return tuple(t.strip() for t in (text or "").split(",") if t.strip())
+
+
 def _train_config(args: argparse.Namespace):
     from .data import AugmentConfig, MixConfig
     from .model import ModelConfig
@@ -105,7 +110,7 @@ def _train_config(args: argparse.Namespace):
         target=args.target, loss=args.loss, snr_weight=args.snr_weight,
         batch_size=args.batch_size, epochs=args.epochs, lr=args.lr, patience=args.patience,
         valid_count=args.valid_count, seed=args.seed, threads=args.threads, device=args.device,
-        holdout_noise=tuple(t.strip() for t in (args.hold_out_noise or "").split(",") if t.strip()),
+        holdout_noise=_comma_list(args.hold_out_noise),
     )
 
 
@@ -333,8 +338,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         split=args.set, count=args.count, corpus_dir=args.corpus,
         systems=tuple(args.systems.split(",")), metrics=tuple(args.metrics.split(",")),
         jobs=args.jobs, progress=not args.quiet, device=args.device,
-        noise_types=tuple(t.strip() for t in args.noise_types.split(",") if t.strip())
-        if args.noise_types else None,
+        noise_types=_comma_list(args.noise_types) or None,
     )
     print(format_table(report))
     if args.json:
@@ -636,6 +640,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"{label}: epoch {stage.get('epoch')}, valid SNR "
                   f"{stage.get('valid_snr_db', float('nan')):.2f} dB, "
                   f"{stage.get('seconds', 0) / 60:.0f} min")
+    train_config = payload.get("train_config")
+    held = train_config.get("holdout_noise") if isinstance(train_config, dict) else None
+    if held:
+        print(f"noise types held out of training: {', '.join(held)} (the last stage's valid "
+              "SNR is on these only)")
     calibration = payload.get("calibration")
     if isinstance(calibration, dict):
         by_exponent = {s["exponent"]: s for s in calibration.get("scores", [])}
@@ -797,7 +806,7 @@ def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--hold-out-noise", default=None, metavar="TYPE[,TYPE...]",
                     help="corpus noise types to keep out of training; validation (and so "
                     "best.pt) then uses only these types: selection on unseen noise, e.g. "
-                    "wind,exercise_bike,rooster (types: the by-noise table of `speechmask "
+                    "city,doing_the_dishes (types: the by-noise table of `speechmask "
                     "evaluate --set valid`)")
     tr.add_argument("--seed", type=int, default=tdef.seed)
     tr.add_argument("--threads", type=int, default=0,

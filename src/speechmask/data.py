@@ -409,6 +409,8 @@ def eval_pairs(
     speech = corpus.select(split, "speech")
     noise_files = corpus.select(split, "noise")
     if noise_types is not None:
+        if not noise_types:
+            raise DataError("no noise types given; name one or more, e.g. city,doing_the_dishes")
         corpus.check_noise_types(noise_types, (split,))
         noise_files = [f for f in noise_files if f.label in set(noise_types)]
     order = np.random.default_rng([seed, SPLITS.index(split)]).permutation(len(speech))
