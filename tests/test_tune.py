@@ -166,6 +166,18 @@ def test_a_study_started_before_a_space_field_existed_continues(tmp_path):
         tune.run_study(url, "s", 0, tmp_path, _base(), replace(SPACE, lookaheads=(1,)))
 
 
+def test_a_study_started_before_a_config_field_existed_continues(tmp_path):
+    """Studies stored without ``holdout_noise`` (older versions) continue with its default."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = tune.run_study(url, "s", 0, tmp_path, _base(), SPACE)
+    stored = dict(study.user_attrs[tune.BASE_ATTR])
+    del stored["holdout_noise"]
+    study.set_user_attr(tune.BASE_ATTR, stored)
+    tune.run_study(url, "s", 0, tmp_path, _base(), SPACE)
+    with pytest.raises(DataError, match="holdout_noise"):
+        tune.run_study(url, "s", 0, tmp_path, _base(holdout_noise=("city",)), SPACE)
+
+
 # ---------------------------------------------------------------------------------------------
 # Studies
 
@@ -246,6 +258,12 @@ def test_summary_plot_and_best_command(resumed, tmp_path):
     assert replace(again, warmup_steps=1) == tune.best_config(study, _base())
     # Without a base, the one stored in the study is used.
     assert tune.best_command(study) == tune.best_command(study, _base())
+    # Noise types held out of the trials are held out of the rerun too.
+    held = _base(holdout_noise=("city", "rooster"))
+    words = shlex.split(tune.best_command(study, held), comments=True)
+    assert words[words.index("--hold-out-noise") + 1] == "city,rooster"
+    again = _train_config(build_parser().parse_args(words[1:]))
+    assert replace(again, warmup_steps=1) == tune.best_config(study, held)
 
 
 def test_reports_of_a_study_without_finished_trials(tmp_path):

@@ -314,6 +314,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise UserError(f"--lookahead: {err}") from None
     base = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                        threads=args.threads, device=args.device, valid_count=args.valid_count,
+                       holdout_noise=_comma_list(args.hold_out_noise),
                        mix=MixConfig(examples_per_epoch=args.examples_per_epoch))
     out = Path(args.out)
     study = run_study(args.storage, args.study, args.trials, out, base, space, corpus=args.corpus,
@@ -863,6 +864,9 @@ def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
     tu.add_argument("--lookahead", type=int, nargs="+", default=[0], metavar="FRAMES",
                     help="look-ahead frames the search may choose from, 0-4 (default 0: causal "
                     "models only; each frame adds 16 ms of streaming latency)")
+    tu.add_argument("--hold-out-noise", default=None, metavar="TYPE[,TYPE...]",
+                    help="as for train: every trial trains without these noise types and is "
+                    "scored on them only (rank configurations on unseen noise)")
     tu.add_argument("--seed", type=int, default=0)
     tu.add_argument("--threads", type=int, default=0)
     tu.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")

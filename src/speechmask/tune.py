@@ -46,11 +46,17 @@ from .data import (
     DataError,
     EvalPair,
     MixConfig,
-    eval_pairs,
     load_files,
 )
 from .model import MAX_LOOKAHEAD, ModelConfig
-from .train import TrainConfig, config_from_dict, config_to_dict, train, with_overrides
+from .train import (
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    corpus_noise_and_valid,
+    train,
+    with_overrides,
+)
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +267,9 @@ def _check_settings(study: optuna.Study, base: TrainConfig, space: SearchSpace) 
         study.set_user_attr(BASE_ATTR, base_d)
         study.set_user_attr(SPACE_ATTR, space_d)
         return
-    old, new = _comparable(attrs[BASE_ATTR]), _comparable(base_d)
+    # A config field added since the study started counts as its default then.
+    defaults = _comparable(_json(config_to_dict(TrainConfig())))
+    old, new = {**defaults, **_comparable(attrs[BASE_ATTR])}, _comparable(base_d)
     diffs = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
              if old.get(k) != new.get(k)]
     # A field added to the space since the study started counts as its default then.
@@ -454,9 +462,10 @@ def make_sampler(seed: int | None) -> optuna.samplers.BaseSampler:
 def _load_corpus_data(corpus: Corpus | str | os.PathLike | None, base: TrainConfig) -> Data:
     corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus)
     log.info("loading corpus from %s", corpus.root)
-    return (load_files(corpus.select("train", "speech")),
-            load_files(corpus.select("train", "noise")),
-            eval_pairs(corpus, "valid", base.valid_count))
+    # With base.holdout_noise every trial trains without those noise types and is scored on
+    # them only: the study then ranks configurations by how they do on unseen noise.
+    noise_files, valid = corpus_noise_and_valid(corpus, base)
+    return load_files(corpus.select("train", "speech")), load_files(noise_files), valid
 
 
 def run_study(
@@ -663,6 +672,8 @@ def best_command(study: optuna.Study, base: TrainConfig | None = None, out: str 
         args += ["--patience", str(cfg.patience)]
     if cfg.valid_count is not None:
         args += ["--valid-count", str(cfg.valid_count)]
+    if cfg.holdout_noise:
+        args += ["--hold-out-noise", ",".join(cfg.holdout_noise)]
     if cfg.threads != dt.threads:
         args += ["--threads", str(cfg.threads)]
     if cfg.device != dt.device:
