@@ -154,28 +154,23 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
         tune.run_study(url, "s", 0, tmp_path, _base(), replace(SPACE, lookaheads=(0, 1)))
 
 
-def test_a_study_started_before_a_space_field_existed_continues(tmp_path):
-    """Studies stored without ``lookaheads`` (older versions) continue with its default."""
+@pytest.mark.parametrize("attr,field,refused,needle", [
+    (tune.SPACE_ATTR, "lookaheads", dict(space=replace(SPACE, lookaheads=(1,))),
+     "search lookaheads"),
+    (tune.BASE_ATTR, "holdout_noise", dict(base=_base(holdout_noise=("city",))), "holdout_noise"),
+])
+def test_a_study_started_before_a_field_existed_continues(tmp_path, attr, field, refused, needle):
+    """Studies stored without a newer space or config field (older versions) continue with its
+    default, and still refuse another value for it."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = tune.run_study(url, "s", 0, tmp_path, _base(), SPACE)
-    stored = dict(study.user_attrs[tune.SPACE_ATTR])
-    del stored["lookaheads"]
-    study.set_user_attr(tune.SPACE_ATTR, stored)
+    stored = dict(study.user_attrs[attr])
+    del stored[field]
+    study.set_user_attr(attr, stored)
     tune.run_study(url, "s", 0, tmp_path, _base(), SPACE)
-    with pytest.raises(DataError, match="search lookaheads"):
-        tune.run_study(url, "s", 0, tmp_path, _base(), replace(SPACE, lookaheads=(1,)))
-
-
-def test_a_study_started_before_a_config_field_existed_continues(tmp_path):
-    """Studies stored without ``holdout_noise`` (older versions) continue with its default."""
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    study = tune.run_study(url, "s", 0, tmp_path, _base(), SPACE)
-    stored = dict(study.user_attrs[tune.BASE_ATTR])
-    del stored["holdout_noise"]
-    study.set_user_attr(tune.BASE_ATTR, stored)
-    tune.run_study(url, "s", 0, tmp_path, _base(), SPACE)
-    with pytest.raises(DataError, match="holdout_noise"):
-        tune.run_study(url, "s", 0, tmp_path, _base(holdout_noise=("city",)), SPACE)
+    settings = {"base": _base(), "space": SPACE, **refused}
+    with pytest.raises(DataError, match=needle):
+        tune.run_study(url, "s", 0, tmp_path, settings["base"], settings["space"])
 
 
 # ---------------------------------------------------------------------------------------------

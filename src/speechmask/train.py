@@ -130,8 +130,8 @@ def corpus_noise_and_valid(corpus: Corpus, cfg: TrainConfig, valid_pairs: bool =
     noise and the fixed valid set, or, with ``cfg.holdout_noise``, the noise of the other types
     and valid pairs whose noise is of the held-out types only (``[]`` unless ``valid_pairs``)."""
     held = cfg.holdout_noise
-    if held:
-        corpus.check_noise_types(held)
+    if held:  # (eval_pairs checks that valid has them)
+        corpus.check_noise_types(held, "train")
     noise = [f for f in corpus.select("train", "noise") if f.label not in held]
     if not noise:
         raise DataError(f"--hold-out-noise {','.join(held)} leaves no training noise")
