@@ -18,8 +18,17 @@ import numpy as np
 import torch
 
 from .audio import MODEL_RATE, AudioError, load_mono, write_audio
+from .augment import (  # noqa: F401  (colored_noise, random_eq re-exported)
+    GENERATORS,
+    apply_gain,
+    colored_noise,
+    generated_noise,
+    random_band_limit,
+    random_eq,
+)
 from .features import StftConfig, stft
 from .masks import ideal_mask
+from .rooms import RoomConfig, reverberate, rir_bank
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +91,10 @@ class Corpus:
         for line, row in enumerate(rows, start=2):
             try:
                 path = self.root / row["path"]
-                label = path.parent.name if row["kind"] == "speech" else noise_type_of(path)
+                # Speech: the manifest's speaker column where it has one (corpus_ext), else the
+                # speaker folder (corpus: speech/<split>/<speaker>/<utt>.flac).
+                label = ((row.get("speaker") or path.parent.name) if row["kind"] == "speech"
+                         else noise_type_of(path))
                 self.files.append(CorpusFile(path, row["split"], row["kind"], label,
                                              row["source"], float(row["seconds"])))
             except (KeyError, TypeError, ValueError):
@@ -186,27 +198,6 @@ def mix(
 # Augmentation
 
 
-def random_eq(x: np.ndarray, rng: np.random.Generator, max_db: float) -> np.ndarray:
-    """Random smooth spectral tilt/EQ: a gain curve through 6 random points in +-max_db dB,
-    spaced on a log-frequency axis, applied in the FFT domain (zero phase)."""
-    spec = np.fft.rfft(x)
-    freqs = np.linspace(0, 1, len(spec))
-    knots = np.logspace(-3, 0, 6)
-    gains_db = rng.uniform(-max_db, max_db, size=len(knots))
-    curve = 10.0 ** (np.interp(freqs, knots, gains_db) / 20.0)
-    return np.fft.irfft(spec * curve, n=len(x)).astype(np.float32)
-
-
-def colored_noise(length: int, rng: np.random.Generator, exponent: float) -> np.ndarray:
-    """Stationary noise with power spectrum ~ 1/f^exponent (0 white, 1 pink, 2 brown,
-    negative = blue/violet). Unit RMS."""
-    spec = rng.standard_normal(length // 2 + 1) + 1j * rng.standard_normal(length // 2 + 1)
-    f = np.arange(len(spec), dtype=np.float64)
-    f[0] = 1.0
-    out = np.fft.irfft(spec / f ** (exponent / 2.0), n=length)
-    return (out / (np.sqrt(np.mean(out**2)) + 1e-12)).astype(np.float32)
-
-
 @dataclass(frozen=True)
 class AugmentConfig:
     """On-the-fly augmentation of training mixtures (probabilities are per example)."""
@@ -223,10 +214,49 @@ class AugmentConfig:
     eq: float = 0.3
     # Largest EQ gain of a random EQ knot, dB. 6 dB moves timbre without making it unnatural.
     eq_max_db: float = 6.0
+    # Probability of replacing the noise by a generated family (augment.GENERATORS: coloured,
+    # modulated, hum, clicks, tones, drawn evenly from `generated_kinds`): noise kinds no
+    # recording here holds. 0 keeps the original recipe's random stream.
+    generated: float = 0.0
+    # The generated families drawn from.
+    generated_kinds: tuple[str, ...] = tuple(GENERATORS)
+    # Probability that the speech is played in a simulated room (rooms.RoomConfig); the
+    # target is then the reverberant speech. Users record in rooms; the corpora are dry.
+    room: float = 0.0
+    # Given a room, probability that the noise is played in it too (another position); else it
+    # stays dry, as a noise close to the microphone is.
+    room_noise: float = 0.5
+    # The bank of rooms drawn from (built once, cached).
+    rooms: RoomConfig = field(default_factory=RoomConfig)
+    # Probability of an upper band edge on speech and noise alike (telephone 3.4 kHz ... a
+    # 48 -> 16 kHz resampler's 7.6-7.8 kHz, augment.BAND_EDGES_HZ): a model that never saw a
+    # band-limited input cuts the band below an empty top band (issue: 44.1/48 kHz muffled).
+    lowpass: float = 0.0
+    # Probability of a lower band edge at 50-300 Hz (small microphones, call high-pass filters).
+    highpass: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "generated_kinds", tuple(self.generated_kinds))
+        if isinstance(self.rooms, dict):  # from a checkpoint's or a TOML file's config
+            object.__setattr__(self, "rooms", RoomConfig(**self.rooms))
+        for kind in self.generated_kinds:
+            if kind not in GENERATORS:
+                raise ValueError(f"unknown generated noise {kind!r}; use some of "
+                                 f"{', '.join(GENERATORS)}")
+        if self.generated and not self.generated_kinds:
+            raise ValueError("generated > 0 needs at least one generated_kinds entry")
+        for name in ("babble", "colored", "second_noise", "eq", "generated", "room",
+                     "room_noise", "lowpass", "highpass"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
+        if self.babble + self.colored + self.generated > 1.0:
+            raise ValueError("babble + colored + generated must not exceed 1")
 
     @classmethod
     def off(cls) -> AugmentConfig:
-        return cls(babble=0.0, colored=0.0, second_noise=0.0, eq=0.0)
+        """No augmentation at all (every probability 0)."""
+        return cls(babble=0.0, colored=0.0, second_noise=0.0, eq=0.0, generated=0.0, room=0.0,
+                   lowpass=0.0, highpass=0.0)
 
 
 @dataclass(frozen=True)
@@ -246,8 +276,49 @@ class MixConfig:
     # Mixtures drawn per epoch. 4000 x 2 s = 2.2 h of audio, ~3 min of training on 2 cores.
     examples_per_epoch: int = 4000
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Speech sources and their shares of the examples (sources.SPEECH_SOURCES: vcc2016,
+    # picovoice_intent, speechcommands, arabic_commands), e.g. {"vcc2016": 0.4,
+    # "picovoice_intent": 0.4, ...}; within a source utterances are drawn evenly. Empty = the
+    # corpus' training speech only, every utterance alike (the original recipe).
+    speech_sources: dict[str, float] = field(default_factory=dict)
+    # Recorded noise sources and their shares (sources.NOISE_SOURCES: esc10, blanket,
+    # speechcommands, arabic_commands_bg, synth_music). Empty = the corpus' training noise,
+    # every file alike.
+    noise_sources: dict[str, float] = field(default_factory=dict)
+    # Share of examples with no noise at all: clean input must come back untouched, and a
+    # model that always heard noise removes some from clean speech (issue: clean speech
+    # lost 10 dB SI-SDR). 0 = the original recipe.
+    clean_fraction: float = 0.0
+    # Share of the noisy examples whose SNR is drawn from high_snr_db instead: good recordings
+    # with a little noise, which a model trained at -5..15 dB over-suppresses.
+    high_snr_fraction: float = 0.0
+    # SNR range of those examples, dB, uniform.
+    high_snr_db: tuple[float, float] = (15.0, 40.0)
+    # Peak level of the mixture, dBFS, uniform; None = the gain range above (the original
+    # recipe). (-50, -1) spans a whisper-quiet laptop recording to a hot one: a model that
+    # only heard loud input damages quiet recordings (issue: -42 dBFS speech at 6.6 dB SNR).
+    level_dbfs: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.augment, dict):
+            object.__setattr__(self, "augment", AugmentConfig(**self.augment))
+        object.__setattr__(self, "high_snr_db", tuple(self.high_snr_db))
+        if self.level_dbfs is not None:
+            object.__setattr__(self, "level_dbfs", tuple(self.level_dbfs))
+            lo, hi = self.level_dbfs
+            if not lo <= hi <= 0:
+                raise ValueError(f"level_dbfs must be (low, high) with low <= high <= 0 dBFS, "
+                                 f"got {self.level_dbfs}")
+        for name in ("speech_sources", "noise_sources"):
+            weights = dict(getattr(self, name))
+            if any(w < 0 for w in weights.values()):
+                raise ValueError(f"{name} weights must be >= 0, got {weights}")
+            if weights and sum(weights.values()) <= 0:
+                raise ValueError(f"{name} needs at least one positive weight")
+            object.__setattr__(self, name, weights)
+        for name in ("clean_fraction", "high_snr_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.crop_seconds <= 0:
             raise ValueError(f"crop_seconds must be > 0, got {self.crop_seconds}")
         if self.snr_low_db > self.snr_high_db:
@@ -262,12 +333,38 @@ class MixConfig:
             raise ValueError(f"examples_per_epoch must be > 0, got {self.examples_per_epoch}")
 
 
+class WeightedPool:
+    """Items drawn by group weight, evenly within a group: ``draw(rng)`` gives the index of one
+    item; a group's share of the draws is its weight over the sum of the weights of the groups
+    that have items (groups without a weight are never drawn)."""
+
+    def __init__(self, groups: Sequence[str], weights: dict[str, float]):
+        counts: dict[str, int] = {}
+        for g in groups:
+            counts[g] = counts.get(g, 0) + 1
+        probs = np.array([weights.get(g, 0.0) / counts[g] for g in groups], dtype=np.float64)
+        if not len(probs) or probs.sum() <= 0:
+            raise DataError(f"nothing to draw: no items of {', '.join(sorted(weights))}")
+        self.cdf = np.cumsum(probs / probs.sum())
+
+    def __len__(self) -> int:
+        return len(self.cdf)
+
+    def draw(self, rng: np.random.Generator) -> int:
+        return min(int(np.searchsorted(self.cdf, rng.random(), side="right")), len(self.cdf) - 1)
+
+
 class MixtureDataset(torch.utils.data.Dataset):
     """Fixed-length random crops of speech + noise, mixed on the fly (no cache on disk).
 
     Item ``i`` of epoch ``e`` is a deterministic function of ``(seed, e, i)``. Each item is a dict:
     ``noisy, clean, noise: [N]`` waveforms, ``mag: [T, F]`` noisy magnitude and
     ``mask: [T, F]`` the ideal ``target`` mask (``"ibm"`` or ``"irm"``).
+
+    ``speech_groups`` / ``noise_groups`` name the source of each speech / noise array; with
+    ``cfg.speech_sources`` / ``cfg.noise_sources`` weights they are drawn by source share
+    (else every array alike). A step whose probability is 0 draws nothing from the random
+    stream, so configs without the newer steps give exactly the mixtures they always gave.
     """
 
     def __init__(
@@ -278,21 +375,32 @@ class MixtureDataset(torch.utils.data.Dataset):
         target: str = "irm",
         seed: int = 0,
         stft_cfg: StftConfig = StftConfig(),
+        speech_groups: Sequence[str] | None = None,
+        noise_groups: Sequence[str] | None = None,
     ):
         if not speech:
             raise DataError("no speech files to train on")
-        if not noise:
+        if not noise and cfg.clean_fraction < 1.0:
             raise DataError("no noise files to train on")
         self.speech, self.noise = list(speech), list(noise)
         self.cfg, self.target, self.seed, self.stft_cfg = cfg, target, seed, stft_cfg
         self.length = int(round(cfg.crop_seconds * stft_cfg.sample_rate))
         self.epoch = 0
+        self.speech_pool = (WeightedPool(speech_groups, cfg.speech_sources)
+                            if cfg.speech_sources and speech_groups is not None else None)
+        self.noise_pool = (WeightedPool(noise_groups, cfg.noise_sources)
+                           if cfg.noise_sources and noise_groups is not None else None)
+        self.rirs = rir_bank(cfg.augment.rooms).build(progress=True) if cfg.augment.room else []
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
         return self.cfg.examples_per_epoch
+
+    def _recorded(self, rng: np.random.Generator) -> np.ndarray:
+        k = self.noise_pool.draw(rng) if self.noise_pool else int(rng.integers(len(self.noise)))
+        return self.noise[k]
 
     def _noise(self, rng: np.random.Generator, length: int, skip: int) -> np.ndarray:
         aug = self.cfg.augment
@@ -314,19 +422,28 @@ class MixtureDataset(torch.utils.data.Dataset):
             return out
         if u < aug.babble + aug.colored:
             return colored_noise(length, rng, float(rng.uniform(-1.0, 2.0)))
-        base = self.noise[int(rng.integers(len(self.noise)))]
+        if u < aug.babble + aug.colored + aug.generated:
+            kinds = aug.generated_kinds
+            return generated_noise(kinds[int(rng.integers(len(kinds)))], length, rng)
+        base = self._recorded(rng)
         out = loop_to_length(base, length, int(rng.integers(0, len(base))))
         if rng.random() < aug.second_noise:
-            other = self.noise[int(rng.integers(len(self.noise)))]
+            other = self._recorded(rng)
             other = loop_to_length(other, length, int(rng.integers(0, len(other))))
             out = out + scale_to_snr(out, other, float(rng.uniform(-5, 5)))
         return out
 
+    def _snr(self, rng: np.random.Generator) -> float:
+        cfg = self.cfg
+        if cfg.high_snr_fraction and rng.random() < cfg.high_snr_fraction:
+            return float(rng.uniform(*cfg.high_snr_db))
+        return float(rng.uniform(cfg.snr_low_db, cfg.snr_high_db))
+
     def draw(self, index: int) -> Mixture:
         """The mixture of item ``index`` in the current epoch, as waveforms."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        cfg = self.cfg
-        k = int(rng.integers(len(self.speech)))
+        cfg, aug = self.cfg, self.cfg.augment
+        k = self.speech_pool.draw(rng) if self.speech_pool else int(rng.integers(len(self.speech)))
         utt = self.speech[k]
         n = self.length
         if len(utt) >= n:
@@ -334,18 +451,35 @@ class MixtureDataset(torch.utils.data.Dataset):
             seg, pos = utt[start : start + n], 0
         else:
             seg, pos = utt, int(rng.integers(0, n - len(utt) + 1))
-        if rng.random() < cfg.augment.eq:
-            seg = random_eq(seg, rng, cfg.augment.eq_max_db)
-        noise = self._noise(rng, n, skip=k)
-        if rng.random() < cfg.augment.eq:
-            noise = random_eq(noise, rng, cfg.augment.eq_max_db)
-        snr = float(rng.uniform(cfg.snr_low_db, cfg.snr_high_db))
-        # SNR is set over the speech itself, not over the zero padding around a short utterance.
-        # (noise spans all n samples, speech only len(seg): lower the whole-crop ratio to match)
-        noise = scale_to_snr(seg, noise, snr - 10 * np.log10(n / len(seg)))
+        if rng.random() < aug.eq:
+            seg = random_eq(seg, rng, aug.eq_max_db)
+        room = aug.room and rng.random() < aug.room
         clean = np.zeros(n, np.float32)
         clean[pos : pos + len(seg)] = seg
-        gain = 10.0 ** (float(rng.uniform(cfg.gain_low_db, cfg.gain_high_db)) / 20.0)
+        if room:  # after placing: the tail rings on into the padding of a short utterance
+            clean = reverberate(clean, self.rirs[int(rng.integers(len(self.rirs)))])
+        noise = self._noise(rng, n, skip=k)
+        if room and rng.random() < aug.room_noise:
+            noise = reverberate(noise, self.rirs[int(rng.integers(len(self.rirs)))])
+        if rng.random() < aug.eq:
+            noise = random_eq(noise, rng, aug.eq_max_db)
+        silent = cfg.clean_fraction and rng.random() < cfg.clean_fraction
+        snr = self._snr(rng)
+        # SNR is set over the speech itself, not over the zero padding around a short utterance.
+        # (noise spans all n samples, speech only len(seg): lower the whole-crop ratio to match)
+        noise = scale_to_snr(clean, noise, snr - 10 * np.log10(n / len(seg)))
+        if silent:
+            noise = np.zeros(n, np.float32)
+        if aug.lowpass or aug.highpass:  # the channel filters speech and noise alike
+            band = random_band_limit(rng, n, aug.highpass, aug.lowpass)
+            if band is not None:
+                clean, noise = apply_gain(clean, band), apply_gain(noise, band)
+        if cfg.level_dbfs is not None:
+            peak = float(np.max(np.abs(clean + noise)))
+            level = 10.0 ** (float(rng.uniform(*cfg.level_dbfs)) / 20.0)
+            gain = level / peak if peak > 0 else 1.0
+        else:
+            gain = 10.0 ** (float(rng.uniform(cfg.gain_low_db, cfg.gain_high_db)) / 20.0)
         clean, noise = clean * gain, noise * gain
         peak = float(np.max(np.abs(clean + noise)))
         if peak > 0.99:
@@ -387,6 +521,8 @@ class EvalPair:
     speaker: str
     speech_file: str
     noise_file: str
+    # "" for a dry pair, else the simulated room both speech and noise were played in.
+    room: str = ""
 
 
 def eval_pairs(
@@ -444,7 +580,7 @@ def eval_pairs(
 
 
 PAIRS_COLUMNS = ("id", "noisy", "clean", "input_snr_db", "noise_type", "speaker",
-                 "speech_file", "noise_file")
+                 "speech_file", "noise_file", "room")
 
 
 def write_pairs(pairs: Sequence[EvalPair], out_dir: str | os.PathLike) -> Path:
@@ -464,6 +600,7 @@ def write_pairs(pairs: Sequence[EvalPair], out_dir: str | os.PathLike) -> Path:
             "speaker": p.speaker,
             "speech_file": p.speech_file,
             "noise_file": p.noise_file,
+            "room": p.room,
         })
     csv_path = out_dir / "pairs.csv"
     tmp = out_dir / ".pairs.csv.part"
@@ -485,6 +622,7 @@ class PairRow:
     input_snr_db: float
     noise_type: str
     speaker: str
+    room: str = ""
 
 
 def read_pairs(csv_path: str | os.PathLike) -> list[PairRow]:
@@ -509,7 +647,8 @@ def read_pairs(csv_path: str | os.PathLike) -> list[PairRow]:
         except ValueError:
             snr = float("nan")
         out.append(PairRow(row["id"], base / row["noisy"], base / row["clean"], snr,
-                           row.get("noise_type", ""), row.get("speaker", "")))
+                           row.get("noise_type", ""), row.get("speaker", ""),
+                           row.get("room") or ""))
     return out
 
 
