@@ -1,0 +1,181 @@
+"""The fixed evaluation sets beyond the corpus' own valid and test splits.
+
+- ``ood`` (out of domain): crowd-sourced speakers and real noises that no training source
+  holds (the corpus extension's test parts: 100 Speech Commands speakers, 13 recordings of
+  applause, rain, typing, engines, music, ...), at -5/0/5/10/20 dB input SNR, every other
+  speaker in a simulated room (speech and noise reverberated; the reference is the reverberant
+  speech: we remove noise, not the room).
+- ``clean``: clean speech of unseen speakers (the same 100 crowd-sourced speakers plus the
+  corpus' four test speakers) fed with no noise at all; the output is scored against the input.
+  A denoiser should give it back untouched.
+- ``heldout`` (validation): the speakers :mod:`speechmask.sources` holds out of training, with
+  the corpus' validation noise and generated noise at -5..20 dB, half in simulated rooms, plus
+  their clean pass-through. Training selects checkpoints on it together with the corpus' valid
+  split, so the choice rewards what carries beyond the training speakers.
+
+Every set is a pure function of the bundled data and a seed (:data:`SEED`).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Collection, Sequence
+
+import numpy as np
+
+from .audio import load_mono
+from .augment import GENERATORS, generated_noise
+from .data import EVAL_SNRS_DB, Corpus, CorpusFile, DataError, EvalPair, eval_pairs, mix
+from .rooms import RoomConfig, reverberate, rir_bank
+from .sources import Utterance, default_ext_dir, noise_files, speech_utterances
+
+# Seed of the sets defined here; changing it changes every published ood/clean figure.
+SEED = 20261201
+# Input SNRs of the ood and held-out sets, dB: the corpus' four plus 20 dB, where a good
+# recording with a little noise must not come back worse.
+OOD_SNRS_DB = (-5.0, 0.0, 5.0, 10.0, 20.0)
+# Rooms of the held-out validation set and of the ood test set: other seeds than training's
+# bank (seed 0), so no test response was ever trained on.
+VALID_ROOMS = RoomConfig(count=20, seed=1)
+TEST_ROOMS = RoomConfig(count=50, seed=2)
+# Corpus test utterances per speaker in the clean set (4 speakers).
+CLEAN_VCC_PER_SPEAKER = 10
+
+# Names of every fixed set: the corpus splits and the sets here.
+SETS = ("valid", "test", "ood", "clean", "heldout")
+
+
+def _first_per_speaker(utts: Sequence[Utterance]) -> list[Utterance]:
+    seen: set[str] = set()
+    out = []
+    for u in utts:
+        if u.speaker not in seen:
+            seen.add(u.speaker)
+            out.append(u)
+    return out
+
+
+def _noisy_pairs(
+    name: str,
+    utts: Sequence[Utterance],
+    noises: Sequence[CorpusFile],
+    generated: Sequence[str],
+    snrs_db: Sequence[float],
+    rooms: RoomConfig,
+    count: int | None,
+) -> list[EvalPair]:
+    """Every utterance at every SNR; the noise of pair (u, j) is drawn from ``noises`` (files)
+    or, a third of the time, ``generated`` (families) by a seeded rng; utterances of odd rank
+    are reverberated, with their noise, in a room of ``rooms``."""
+    salt = zlib.crc32(name.encode())  # each set its own draws
+    order = np.random.default_rng([SEED, salt]).permutation(len(utts))
+    bank = rir_bank(rooms)
+    cache: dict[int, np.ndarray] = {}
+    pairs: list[EvalPair] = []
+    for rank, u in enumerate(order):
+        utt = utts[int(u)]
+        room = int(np.random.default_rng([SEED, salt, rank]).integers(len(bank))) if (
+            rank % 2) else None
+        speech = reverberate(utt.audio, bank[room]) if room is not None else utt.audio
+        for j, snr in enumerate(snrs_db):
+            if count is not None and len(pairs) >= count:
+                return pairs
+            rng = np.random.default_rng([SEED, salt, rank, j])
+            # A third of the pairs get a generated family when there are any: a file each
+            # would leave 5 families among ~90 recordings.
+            use_generated = bool(generated) and (not noises or rng.random() < 1 / 3)
+            k = (len(noises) + int(rng.integers(len(generated))) if use_generated
+                 else int(rng.integers(len(noises))))
+            if k < len(noises):
+                if k not in cache:
+                    cache[k] = load_mono(noises[k].path)
+                noise, label, file = cache[k], noises[k].label, noises[k].path.name
+            else:
+                label = generated[k - len(noises)]
+                noise, file = generated_noise(label, len(speech), rng), f"generated:{label}"
+            if room is not None:
+                noise = reverberate(noise, bank[(room + 1) % len(bank)])
+            m = mix(speech, noise, float(snr), rng)
+            pairs.append(EvalPair(
+                id=f"{name}_{rank:04d}_{utt.speaker}_snr{int(snr):+d}"
+                   + ("_room" if room is not None else ""),
+                clean=m.clean, noisy=m.noisy, input_snr_db=float(snr), noise_type=label,
+                speaker=utt.speaker, speech_file=utt.name, noise_file=file,
+                room=f"room{room:02d}" if room is not None else "",
+            ))
+    return pairs
+
+
+def _clean_pairs(name: str, utts: Sequence[Utterance]) -> list[EvalPair]:
+    return [EvalPair(id=f"{name}_{i:04d}_{u.speaker}", clean=u.audio, noisy=u.audio,
+                     input_snr_db=float("inf"), noise_type="none", speaker=u.speaker,
+                     speech_file=u.name, noise_file="") for i, u in enumerate(utts)]
+
+
+def ood_pairs(ext: Corpus | None = None, count: int | None = None) -> list[EvalPair]:
+    """The out-of-domain test set: one utterance (3-4 joined words) of each of the 100 test
+    speakers x the 13 test noises x :data:`OOD_SNRS_DB`, every other speaker reverberated in a
+    room of :data:`TEST_ROOMS` (500 pairs)."""
+    ext = ext if ext is not None else Corpus(default_ext_dir())
+    utts = _first_per_speaker(speech_utterances("speechcommands", "test", ext=ext))
+    noises = [f for f in ext.files if f.kind == "noise" and f.split == "test"]
+    if not noises:
+        raise DataError(f"{ext.root}: no test noise for the ood set")
+    return _noisy_pairs("ood", utts, noises, (), OOD_SNRS_DB, TEST_ROOMS, count)
+
+
+def clean_pairs(main: Corpus | None = None, ext: Corpus | None = None,
+                count: int | None = None) -> list[EvalPair]:
+    """Clean pass-through: the ood set's 100 crowd-sourced utterances and
+    :data:`CLEAN_VCC_PER_SPEAKER` studio utterances of each corpus test speaker, with no noise
+    (``noisy == clean``, input SNR +inf)."""
+    ext = ext if ext is not None else Corpus(default_ext_dir())
+    main = main if main is not None else Corpus()
+    utts = _first_per_speaker(speech_utterances("speechcommands", "test", ext=ext))
+    vcc = speech_utterances("vcc2016", "test", main=main)
+    per: dict[str, int] = {}
+    for u in vcc:
+        if per.get(u.speaker, 0) < CLEAN_VCC_PER_SPEAKER:
+            per[u.speaker] = per.get(u.speaker, 0) + 1
+            utts.append(u)
+    return _clean_pairs("clean", utts)[:count]
+
+
+def heldout_pairs(main: Corpus | None = None, ext: Corpus | None = None,
+                  count: int | None = None) -> list[EvalPair]:
+    """The held-out validation set: the held-out speakers' utterances (39) at
+    :data:`OOD_SNRS_DB` with the corpus' validation noise or a generated family, every other
+    utterance in a room of :data:`VALID_ROOMS`, then the same utterances clean."""
+    main = main if main is not None else Corpus()
+    ext = ext if ext is not None else Corpus(default_ext_dir())
+    utts = [u for source in ("speechcommands", "arabic_commands")
+            for u in speech_utterances(source, "valid", ext=ext)]
+    noises = [f for source in ("esc10", "blanket", "speechcommands")
+              for f in noise_files(source, "valid", main=main)]
+    pairs = _noisy_pairs("heldout", utts, noises, tuple(GENERATORS), OOD_SNRS_DB, VALID_ROOMS,
+                         None) + _clean_pairs("heldout_clean", utts)
+    return pairs[:count]
+
+
+def eval_set(
+    name: str,
+    count: int | None = None,
+    main: Corpus | None = None,
+    ext: Corpus | None = None,
+    noise_types: Collection[str] | None = None,
+) -> list[EvalPair]:
+    """The fixed set ``name`` (one of :data:`SETS`); ``count`` keeps its first pairs;
+    ``noise_types`` (corpus splits only) draws their noise from those types only."""
+    if name not in SETS:
+        raise DataError(f"unknown set {name!r}; use one of {', '.join(SETS)}")
+    if noise_types is not None and name not in ("valid", "test"):
+        raise DataError(f"noise types choose the noise of the valid/test sets; the {name} set "
+                        "has its own")
+    if name in ("valid", "test"):
+        return eval_pairs(main if main is not None else Corpus(), name, count,
+                          EVAL_SNRS_DB, noise_types=noise_types)
+    if name == "ood":
+        return ood_pairs(ext, count)
+    if name == "clean":
+        return clean_pairs(main, ext, count)
+    return heldout_pairs(main, ext, count)
