@@ -94,24 +94,48 @@ def _comma_list(text: str | None) -> tuple[str, ...]:
     return tuple(t.strip() for t in (text or "").split(",") if t.strip())
 
 
+# `speechmask train` flags that are shorthands for TrainConfig settings (dest -> dotted key).
+# They default to None ("not given") and are laid over --config; the defaults live in the
+# dataclasses alone.
+TRAIN_FLAGS = {
+    "cell": "model.cell", "hidden": "model.hidden", "layers": "model.layers",
+    "dropout": "model.dropout", "compression": "model.compression",
+    "lookahead": "model.lookahead", "target": "target", "loss": "loss",
+    "snr_weight": "snr_weight", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr",
+    "patience": "patience", "valid_count": "valid_count", "seed": "seed", "threads": "threads",
+    "device": "device", "examples_per_epoch": "mix.examples_per_epoch",
+    "crop_seconds": "mix.crop_seconds", "select": "select_metric",
+}
+
+
+def _explicit_settings(args: argparse.Namespace) -> dict:
+    """The TrainConfig settings this command names: --config's file, then the flags given,
+    then each --set KEY=VALUE, as one nested dict."""
+    from .config import merge, parse_overrides, read_toml
+
+    settings = read_toml(args.config) if args.config else {}
+    flags = [f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}"
+             for dest, key in TRAIN_FLAGS.items()
+             if (value := getattr(args, dest, None)) is not None]
+    settings = merge(settings, parse_overrides(flags))
+    if args.snr_range is not None:
+        settings = merge(settings, {"mix": {"snr_low_db": args.snr_range[0],
+                                            "snr_high_db": args.snr_range[1]}})
+    if args.hold_out_noise is not None:
+        settings["holdout_noise"] = list(_comma_list(args.hold_out_noise))
+    if args.augment is False:
+        from .config import to_dict
+        from .data import AugmentConfig
+
+        settings = merge(settings, {"mix": {"augment": to_dict(AugmentConfig.off())}})
+    return merge(settings, parse_overrides(args.set or []))
+
+
 def _train_config(args: argparse.Namespace):
-    from .data import AugmentConfig, MixConfig
-    from .model import ModelConfig
+    from .config import from_dict
     from .train import TrainConfig
 
-    augment = AugmentConfig() if args.augment else AugmentConfig.off()
-    return TrainConfig(
-        model=ModelConfig(cell=args.cell, hidden=args.hidden, layers=args.layers,
-                          dropout=args.dropout, compression=args.compression,
-                          lookahead=args.lookahead or 0),
-        mix=MixConfig(crop_seconds=args.crop_seconds, snr_low_db=args.snr_range[0],
-                      snr_high_db=args.snr_range[1], examples_per_epoch=args.examples_per_epoch,
-                      augment=augment),
-        target=args.target, loss=args.loss, snr_weight=args.snr_weight,
-        batch_size=args.batch_size, epochs=args.epochs, lr=args.lr, patience=args.patience,
-        valid_count=args.valid_count, seed=args.seed, threads=args.threads, device=args.device,
-        holdout_noise=_comma_list(args.hold_out_noise),
-    )
+    return from_dict(TrainConfig, _explicit_settings(args))
 
 
 def _prepare_train(args: argparse.Namespace, init_model=None):
@@ -125,35 +149,35 @@ def _prepare_train(args: argparse.Namespace, init_model=None):
     if not args.resume and (out / "last.pt").exists() and not args.overwrite:
         raise UserError(f"{out}: holds a training run; pass --resume to continue it or "
                         "--overwrite to start again")
+    explicit = _explicit_settings(args)
     cfg = _train_config(args)
     if init_model is not None:
         if args.resume:
             raise UserError("--init starts a new run from a model's weights; --resume continues "
                             f"the run in {out}: use one of them")
-        # The architecture (and its feature normalisation) is the init model's; dropout is a
-        # training setting and stays this command's.
-        lookahead = init_model.cfg.lookahead if args.lookahead is None else args.lookahead
-        if lookahead < init_model.cfg.lookahead:
-            raise UserError(f"--lookahead {lookahead}: the --init model has look-ahead "
-                            f"{init_model.cfg.lookahead}, which can be kept or raised, not "
-                            "lowered")
-        cfg = replace(cfg, model=replace(init_model.cfg, dropout=args.dropout,
-                                         lookahead=lookahead))
+        from .train import adopt_architecture
+
+        try:
+            cfg = adopt_architecture(cfg, init_model.cfg,
+                                     "lookahead" in explicit.get("model", {}))
+        except ValueError as err:
+            raise UserError(f"--init: {err}") from None
     if args.resume:
         from .checkpoint import load_raw
         from .train import config_from_dict
 
         try:
             cfg = config_from_dict(load_raw(out / "last.pt")["train_config"])
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             raise UserError(f"{out / 'last.pt'}: holds no usable training config ({err}); "
                             "start again with --overwrite") from None
-        if args.epochs_given and args.epochs > cfg.epochs:
+        if args.epochs is not None and args.epochs > cfg.epochs:
             # More epochs stretch the cosine schedule from here on (the rate rises a little).
             cfg = replace(cfg, epochs=args.epochs)
         # Where and how fast to run are not part of the recipe: take them from this command.
-        cfg = replace(cfg, threads=args.threads, device=args.device)
-        if args.patience_given:
+        cfg = replace(cfg, threads=args.threads or 0, device=args.device or cfg.device,
+                      loader_workers=explicit.get("loader_workers", cfg.loader_workers))
+        if args.patience is not None:
             cfg = replace(cfg, patience=args.patience)
     return cfg
 
@@ -213,17 +237,48 @@ def _launch_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_recipe(args: argparse.Namespace) -> int:
+    """``train --recipe``: every stage of the file, skipping the finished ones."""
+    from .config import ConfigError
+    from .data import Corpus
+    from .recipe import load_recipe, run_recipe, split_runtime
+
+    named = [f"--{dest.replace('_', '-')}" for dest in (*TRAIN_FLAGS, "snr_range",
+                                                         "hold_out_noise", "init", "data",
+                                                         "config")
+             if dest not in ("threads", "device") and getattr(args, dest, None) is not None]
+    named += ["--resume"] * bool(args.resume) + ["--no-augment"] * (args.augment is False)
+    named += ["--nproc"] * (args.nproc is not None and args.nproc > 1)
+    if named:
+        raise UserError(f"--recipe holds every training setting; drop {named[0]} (change a "
+                        "setting for every stage with --set KEY=VALUE)")
+    try:
+        overrides, runtime = split_runtime(tuple(args.set or []))
+        recipe = load_recipe(args.recipe, overrides)
+        runtime.setdefault("threads", args.threads or 0)
+        if args.device is not None:
+            runtime["device"] = args.device
+        final = run_recipe(recipe, Path(args.out), runtime=runtime,
+                           corpus=Corpus(args.corpus), progress=not args.quiet)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+    print(f"recipe {recipe.name}: {len(recipe.stages)} stage(s) done; model {final}")
+    return EXIT_OK
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from . import distributed
     from .data import Corpus
     from .train import resolve_device, train
 
+    if args.recipe:
+        return _run_recipe(args)
     if args.nproc is not None and args.nproc < 1:
         raise UserError(f"--nproc must be >= 1, got {args.nproc}")
     if args.data and args.hold_out_noise:
         raise UserError("--hold-out-noise holds corpus noise types out; with --data the "
                         "dataset's own valid pairs are used: drop one of them")
-    device = resolve_device(args.device)
+    device = resolve_device(args.device or "cpu")
     if args.nproc is not None and args.nproc > 1 and not distributed.launched_by_torchrun():
         # Refuse a bad --out or --init here, before any process starts.
         _prepare_train(args, _init_model(args.init)[0])
@@ -332,14 +387,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, format_table
 
     if args.pairs is None and args.set is None:
-        raise UserError("give --pairs DIR/pairs.csv or --set valid|test")
+        raise UserError("give --pairs DIR/pairs.csv or --set valid|test|ood|clean|heldout")
+    systems = tuple(args.systems.split(","))
+    if args.reference and "reference" not in systems:
+        systems += ("reference",)
     report = evaluate(
         model_path=Path(args.model) if args.model else None,
         pairs_csv=Path(args.pairs) if args.pairs else None,
         split=args.set, count=args.count, corpus_dir=args.corpus,
-        systems=tuple(args.systems.split(",")), metrics=tuple(args.metrics.split(",")),
+        systems=systems, metrics=tuple(args.metrics.split(",")),
         jobs=args.jobs, progress=not args.quiet, device=args.device,
         noise_types=_comma_list(args.noise_types) or None,
+        reference_path=Path(args.reference) if args.reference else None,
     )
     print(format_table(report))
     if args.json:
@@ -770,49 +829,73 @@ def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
     from .calibrate import DEFAULT_EXPONENTS
     from .data import AugmentConfig, MixConfig  # noqa: F401  (defaults below mirror them)
     from .model import ModelConfig
-    from .train import LOSSES, TrainConfig
+    from .train import LOSSES, SELECT_METRICS, TrainConfig
 
     mdef, tdef, xdef = ModelConfig(), TrainConfig(), MixConfig()
-    tr = sub.add_parser("train", help="train a mask model on the corpus")
+    tr = sub.add_parser(
+        "train", help="train a mask model on the corpus",
+        description="Train a mask model. Settings come from the TrainConfig defaults, then "
+        "--config FILE.toml, then the flags below (shorthands), then each --set KEY=VALUE "
+        "(any setting, e.g. --set mix.clean_fraction=0.1 --set mix.augment.room=0.3).")
     tr.add_argument("--out", required=True, help="run folder: best.pt, last.pt, log, curve")
+    tr.add_argument("--recipe", default=None, metavar="RECIPE.toml",
+                    help="run a recipe (e.g. recipes/default.toml): its stages one after "
+                    "the other in OUT/01_NAME, ...; the final model is OUT/model.pt. Run the "
+                    "same command again to resume; --set applies to every stage")
+    tr.add_argument("--config", default=None, metavar="FILE.toml",
+                    help="training settings as TOML tables (top level, [model], [mix], "
+                    "[mix.augment], ...; recipes/*.toml [base] tables are examples)")
+    tr.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                    help="one setting by its dotted name, after --config and the flags "
+                    "(repeatable; VALUE is a TOML value)")
     tr.add_argument("--corpus", default=None, help="corpus folder (default: bundled)")
     tr.add_argument("--data", default=None,
                     help="train on a dataset folder made by `speechmask data import` instead")
-    tr.add_argument("--cell", choices=("lstm", "gru"), default=mdef.cell)
-    tr.add_argument("--hidden", type=int, default=mdef.hidden)
-    tr.add_argument("--layers", type=int, default=mdef.layers)
-    tr.add_argument("--dropout", type=float, default=mdef.dropout)
+    tr.add_argument("--cell", choices=("lstm", "gru"), default=None,
+                    help=f"recurrent cell (default {mdef.cell})")
+    tr.add_argument("--hidden", type=int, default=None, help=f"default {mdef.hidden}")
+    tr.add_argument("--layers", type=int, default=None, help=f"default {mdef.layers}")
+    tr.add_argument("--dropout", type=float, default=None, help=f"default {mdef.dropout}")
     tr.add_argument("--lookahead", type=int, default=None, metavar="FRAMES",
                     help="future frames each mask may use, 0-4 (16 ms of latency each; default "
                     "0, or the --init model's). With --init MODEL of less look-ahead, the new "
                     "inputs start at zero weight, so training starts from MODEL's masks")
-    tr.add_argument("--compression", choices=("log", "power"), default=mdef.compression)
-    tr.add_argument("--target", choices=("ibm", "irm"), default=tdef.target)
-    tr.add_argument("--loss", choices=LOSSES, default=tdef.loss)
-    tr.add_argument("--snr-weight", type=float, default=tdef.snr_weight)
+    tr.add_argument("--compression", choices=("log", "power"), default=None,
+                    help=f"default {mdef.compression}")
+    tr.add_argument("--target", choices=("ibm", "irm"), default=None,
+                    help=f"mask target (default {tdef.target})")
+    tr.add_argument("--loss", choices=LOSSES, default=None, help=f"default {tdef.loss}")
+    tr.add_argument("--snr-weight", type=float, default=None,
+                    help=f"default {tdef.snr_weight}")
     tr.add_argument("--epochs", type=int, default=None,
                     help=f"epochs (default {tdef.epochs}; with --resume, extends the run)")
-    tr.add_argument("--examples-per-epoch", type=int, default=xdef.examples_per_epoch)
-    tr.add_argument("--crop-seconds", type=float, default=xdef.crop_seconds)
-    tr.add_argument("--snr-range", type=float, nargs=2, default=(xdef.snr_low_db,
-                                                                 xdef.snr_high_db),
-                    metavar=("LOW_DB", "HIGH_DB"))
-    tr.add_argument("--no-augment", dest="augment", action="store_false")
-    tr.add_argument("--batch-size", type=int, default=tdef.batch_size)
-    tr.add_argument("--lr", type=float, default=tdef.lr)
+    tr.add_argument("--examples-per-epoch", type=int, default=None,
+                    help=f"default {xdef.examples_per_epoch}")
+    tr.add_argument("--crop-seconds", type=float, default=None,
+                    help=f"default {xdef.crop_seconds}")
+    tr.add_argument("--snr-range", type=float, nargs=2, default=None,
+                    metavar=("LOW_DB", "HIGH_DB"),
+                    help=f"default {xdef.snr_low_db:g} {xdef.snr_high_db:g}")
+    tr.add_argument("--no-augment", dest="augment", action="store_false", default=None,
+                    help="every augmentation probability 0")
+    tr.add_argument("--batch-size", type=int, default=None, help=f"default {tdef.batch_size}")
+    tr.add_argument("--lr", type=float, default=None, help=f"peak rate (default {tdef.lr})")
     tr.add_argument("--patience", type=int, default=None,
-                    help=f"epochs without valid SNR gain before stopping (default "
+                    help=f"epochs without a validation gain before stopping (default "
                          f"{tdef.patience}; 0 = never)")
+    tr.add_argument("--select", choices=SELECT_METRICS, default=None,
+                    help=f"validation figure that picks best.pt (default {tdef.select_metric})")
     tr.add_argument("--valid-count", type=int, default=None)
     tr.add_argument("--hold-out-noise", default=None, metavar="TYPE[,TYPE...]",
                     help="corpus noise types to keep out of training; validation (and so "
                     "best.pt) then uses only these types: selection on unseen noise, e.g. "
                     "city,doing_the_dishes (types: the by-noise table of `speechmask "
                     "evaluate --set valid`)")
-    tr.add_argument("--seed", type=int, default=tdef.seed)
-    tr.add_argument("--threads", type=int, default=0,
+    tr.add_argument("--seed", type=int, default=None, help=f"default {tdef.seed}")
+    tr.add_argument("--threads", type=int, default=None,
                     help="torch threads per process (0 = all cores, split between processes)")
-    tr.add_argument("--device", choices=("cpu", "cuda", "auto"), default=tdef.device)
+    tr.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
+                    help=f"default {tdef.device}")
     tr.add_argument("--nproc", type=int, default=None, metavar="N",
                     help="train with N processes on this machine (DistributedDataParallel; "
                          "--batch-size stays the global batch); for several machines start "
@@ -875,15 +958,21 @@ def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("evaluate", help="score a model on a fixed evaluation set")
     ev.add_argument("--model", default=None, help="checkpoint (default: shipped model)")
     ev.add_argument("--pairs", default=None, help="pairs.csv of a set made by `data testset`")
-    ev.add_argument("--set", choices=("valid", "test"), default=None,
-                    help="build the fixed valid/test set in memory instead of --pairs")
+    ev.add_argument("--set", choices=("valid", "test", "ood", "clean", "heldout"), default=None,
+                    help="build a fixed set in memory instead of --pairs: the corpus valid/test "
+                    "splits; ood (unseen speakers, noises and rooms); clean (clean speech "
+                    "only: does the model leave it alone?); heldout (the training run's "
+                    "held-out speakers)")
     ev.add_argument("--count", type=int, default=None, help="first N pairs only")
     ev.add_argument("--noise-types", default=None, metavar="TYPE[,TYPE...]",
                     help="with --set: only these noise types (e.g. the ones a run held out of "
                     "training with --hold-out-noise)")
     ev.add_argument("--corpus", default=None)
     ev.add_argument("--systems", default="noisy,oracle_ibm,oracle_irm,model",
-                    help="comma list of noisy, oracle_ibm, oracle_irm, model")
+                    help="comma list of noisy, oracle_ibm, oracle_irm, model, reference")
+    ev.add_argument("--reference", default=None, metavar="MODEL",
+                    help="a second model to compare --model with on the same files (adds the "
+                    "reference system; the paired difference and its standard error are shown)")
     ev.add_argument("--metrics", default="snr,si_sdr,pesq,stoi")
     ev.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                     help="processes for PESQ/STOI scoring")
@@ -1038,16 +1127,6 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)  # reports the unknown arguments as usual
     if getattr(args, "command", None) == "train" and hasattr(args, "epochs"):
         args.argv = argv  # `train --nproc N` re-runs this command line in N processes
-        args.epochs_given = args.epochs is not None
-        if args.epochs is None:
-            from .train import TrainConfig
-
-            args.epochs = TrainConfig().epochs
-        args.patience_given = args.patience is not None
-        if args.patience is None:
-            from .train import TrainConfig
-
-            args.patience = TrainConfig().patience
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(levelname)s: %(message)s" if not args.debug else

@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from . import distributed
+from .config import from_dict
 from .data import (
-    AugmentConfig,
     Corpus,
     CorpusFile,
     DataError,
@@ -34,7 +34,7 @@ from .data import (
 from .distributed import DistContext
 from .features import StftConfig, compress, istft, stft
 from .masks import ideal_mask
-from .metrics import snr_db
+from .metrics import si_sdr_db, snr_db
 from .model import (  # noqa: F401  (ModelConfig, resolve_device re-exported)
     MaskNet,
     ModelConfig,
@@ -42,10 +42,12 @@ from .model import (  # noqa: F401  (ModelConfig, resolve_device re-exported)
     resolve_device,
     with_lookahead,
 )
+from .sources import training_data
 
 log = logging.getLogger(__name__)
 
 LOSSES = ("bce", "bce+snr", "bce+snr+sisdr", "snr")
+SELECT_METRICS = ("valid_snr_db", "valid_si_sdr_db")
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,10 @@ class TrainConfig:
     # it missed a 0.2 dB loss on unseen noise at 10 dB input (docs/experiments.md). () = train
     # on every type and validate on every type.
     holdout_noise: tuple[str, ...] = ()
+    # Validation figure that picks best.pt and drives early stopping: "valid_snr_db" (mean
+    # output SNR over the noisy validation pairs, the project's figure) or "valid_si_sdr_db"
+    # (scale-invariant: does not reward shrinking speech along with the noise).
+    select_metric: str = "valid_snr_db"
     # Random seed of model init, mixtures and dropout.
     seed: int = 0
     # Fine-tuning: keep the first recurrent layer's weights fixed (the low-level spectral
@@ -105,6 +111,10 @@ class TrainConfig:
     # Torch intra-op threads per process (0 = all cores; with several training processes on a
     # machine, 0 = its cores split evenly between them).
     threads: int = 0
+    # Processes that build the training mixtures while the model trains (0 = in the training
+    # process). Mixing with rooms and generated noise costs ~10 ms of one core per example; a
+    # worker (one thread) overlaps it with the optimiser step. The mixtures do not depend on it.
+    loader_workers: int = 0
     # "cpu", "cuda" or "auto".
     device: str = "cpu"
 
@@ -120,6 +130,11 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.patience < 0 or self.warmup_steps < 0:
             raise ValueError("patience and warmup_steps must be >= 0")
+        if self.loader_workers < 0:
+            raise ValueError(f"loader_workers must be >= 0, got {self.loader_workers}")
+        if self.select_metric not in SELECT_METRICS:
+            raise ValueError(f"select_metric must be one of {', '.join(SELECT_METRICS)}, "
+                             f"got {self.select_metric!r}")
         # A list from a checkpoint's config dict becomes the tuple a frozen config needs.
         object.__setattr__(self, "holdout_noise", tuple(self.holdout_noise))
 
@@ -140,14 +155,30 @@ def corpus_noise_and_valid(corpus: Corpus, cfg: TrainConfig, valid_pairs: bool =
     return noise, valid
 
 
+def _shares(weights: dict[str, float]) -> str:
+    return ", ".join(f"{name} {w:g}" for name, w in weights.items())
+
+
 def config_to_dict(cfg: TrainConfig) -> dict:
     return asdict(cfg)
 
 
 def config_from_dict(d: dict) -> TrainConfig:
-    mix = dict(d["mix"])
-    mix["augment"] = AugmentConfig(**mix["augment"])
-    return TrainConfig(**{**d, "model": ModelConfig(**d["model"]), "mix": MixConfig(**mix)})
+    """A TrainConfig from :func:`config_to_dict`'s dict (settings it lacks, from checkpoints
+    older than them, take their defaults)."""
+    return from_dict(TrainConfig, d)
+
+
+def adopt_architecture(cfg: TrainConfig, init: ModelConfig, lookahead_given: bool
+                       ) -> TrainConfig:
+    """``cfg`` training a model of ``init``'s architecture (``train --init``): its cell, sizes,
+    features and normalisation are the init model's; dropout stays ``cfg``'s (a training
+    setting), and so does the look-ahead when ``lookahead_given`` (it may only grow)."""
+    lookahead = cfg.model.lookahead if lookahead_given else init.lookahead
+    if lookahead < init.lookahead:
+        raise ValueError(f"look-ahead {lookahead}: the model has look-ahead {init.lookahead}, "
+                         "which can be kept or raised, not lowered")
+    return replace(cfg, model=replace(init, dropout=cfg.model.dropout, lookahead=lookahead))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,36 +241,48 @@ def validate(
     model: MaskNet, cfg: TrainConfig, pairs: list[EvalPair], stft_cfg: StftConfig,
     dist: DistContext = distributed.SINGLE,
 ) -> dict[str, float]:
-    """Mean validation loss and mean output SNR (dB) over the fixed valid pairs.
+    """Validation figures over the fixed valid pairs: mean loss, output SNR and SI-SDR (dB)
+    over the noisy pairs, and over the clean pass-through pairs (input SNR +inf, if any) the
+    output's SI-SDR against the input (``valid_clean_si_sdr_db``, only with such pairs).
 
     With several processes each scores every ``world_size``-th pair and the sums are
     all-reduced; rank 0's means are then broadcast so that early stopping and the choice of
     ``best.pt`` are decided on bit-identical numbers everywhere."""
     model.eval()
-    losses, snrs = [], []
+    # Sums of: loss, SNR, SI-SDR, noisy count, clean SI-SDR, clean count.
+    sums = [0.0] * 6
     for p in pairs[dist.rank::dist.world_size]:
         clean = torch.from_numpy(p.clean)[None]
         noisy = torch.from_numpy(p.noisy)[None]
         noisy_spec, clean_spec = stft(noisy, stft_cfg), stft(clean, stft_cfg)
-        target = ideal_mask(cfg.target, clean_spec.abs(), (noisy_spec - clean_spec).abs())
         mask = model.offline(noisy_spec.abs())
-        losses.append(float(compute_loss(cfg, mask, target, noisy_spec, clean_spec)))
         est = istft(noisy_spec * mask, noisy.shape[-1], stft_cfg)[0].numpy()
-        snrs.append(snr_db(p.clean, est))
+        if math.isinf(p.input_snr_db):
+            sums[4] += si_sdr_db(p.clean, est)
+            sums[5] += 1
+            continue
+        target = ideal_mask(cfg.target, clean_spec.abs(), (noisy_spec - clean_spec).abs())
+        sums[0] += float(compute_loss(cfg, mask, target, noisy_spec, clean_spec))
+        sums[1] += snr_db(p.clean, est)
+        sums[2] += si_sdr_db(p.clean, est)
+        sums[3] += 1
     model.train()
-    if not dist.enabled:
-        return {"valid_loss": float(np.mean(losses)), "valid_snr_db": float(np.mean(snrs))}
-    loss_sum, snr_sum, n = distributed.all_reduce_sum(dist, [sum(losses), sum(snrs),
-                                                             len(losses)])
-    return distributed.broadcast_object(dist, {"valid_loss": loss_sum / n,
-                                               "valid_snr_db": snr_sum / n})
+    if dist.enabled:
+        sums = distributed.all_reduce_sum(dist, sums)
+    n, n_clean = max(sums[3], 1), sums[5]
+    out = {"valid_loss": sums[0] / n, "valid_snr_db": sums[1] / n,
+           "valid_si_sdr_db": sums[2] / n}
+    if n_clean:
+        out["valid_clean_si_sdr_db"] = sums[4] / n_clean
+    return distributed.broadcast_object(dist, out) if dist.enabled else out
 
 
 # ---------------------------------------------------------------------------------------------
 # Logging and plots
 
 
-LOG_COLUMNS = ("epoch", "step", "lr", "train_loss", "valid_loss", "valid_snr_db", "seconds")
+LOG_COLUMNS = ("epoch", "step", "lr", "train_loss", "valid_loss", "valid_snr_db",
+               "valid_si_sdr_db", "valid_clean_si_sdr_db", "seconds")
 
 
 def write_log(rows: list[dict], out_dir: Path) -> None:
@@ -252,8 +295,17 @@ def write_log(rows: list[dict], out_dir: Path) -> None:
     os.replace(tmp, out_dir / "train_log.csv")
 
 
+def _float(value: object) -> float:
+    """A log cell as a float: NaN for a missing or empty one (rows from older runs)."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
-    """Train/valid loss and valid SNR per epoch, as a PNG."""
+    """Train/valid loss, and per epoch the valid SNR and SI-SDR of the noisy pairs and the
+    clean pass-through SI-SDR where the valid set has clean pairs, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -267,11 +319,18 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     ax1.set_ylabel("loss")
     ax1.legend()
     ax1.grid(alpha=0.3)
-    ax2.plot(epochs, [r["valid_snr_db"] for r in rows], "o-", color="tab:green")
-    ax2.axhline(12.36, color="gray", ls="--", label="seed 12.36 dB")
+    ax2.plot(epochs, [r["valid_snr_db"] for r in rows], "o-", color="tab:green", label="SNR")
+    si_sdr = [_float(r.get("valid_si_sdr_db")) for r in rows]
+    if not all(math.isnan(v) for v in si_sdr):
+        ax2.plot(epochs, si_sdr, "s-", color="tab:olive", label="SI-SDR")
     ax2.set_xlabel("epoch")
-    ax2.set_ylabel("valid SNR (dB)")
-    ax2.legend()
+    ax2.set_ylabel("valid, noisy pairs (dB)")
+    ax2.legend(loc="lower right")
+    clean = [_float(r.get("valid_clean_si_sdr_db")) for r in rows]
+    if not all(math.isnan(v) for v in clean):
+        ax3 = ax2.twinx()
+        ax3.plot(epochs, clean, "^:", color="tab:purple")
+        ax3.set_ylabel("clean pass-through SI-SDR (dB)", color="tab:purple")
     ax2.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
@@ -377,6 +436,24 @@ def train(
 
     if train_set is not None and valid is None:
         raise DataError("a custom training set needs validation pairs too")
+    speech_groups = noise_groups = None
+    if train_set is None and (cfg.mix.speech_sources or cfg.mix.noise_sources) and (
+            speech is None or noise is None or valid is None):
+        corpus = corpus if corpus is not None else Corpus()
+        if main:
+            log.info("loading speech (%s) and noise (%s)",
+                     _shares(cfg.mix.speech_sources) or f"{corpus.root} train split",
+                     _shares(cfg.mix.noise_sources) or f"{corpus.root} train split")
+        data = training_data(cfg.mix.speech_sources, cfg.mix.noise_sources, cfg.holdout_noise,
+                             cfg.valid_count, main=corpus, with_valid=valid is None)
+        if speech is None:
+            speech, speech_groups = data.speech, data.speech_groups
+        if noise is None:
+            noise, noise_groups = data.noise, data.noise_groups
+        valid = valid if valid is not None else data.valid
+        if main:
+            log.info("%d utterances, %d noise recordings, %d validation pairs", len(speech),
+                     len(noise), len(valid))
     if train_set is None and (speech is None or noise is None or valid is None):
         corpus = corpus if corpus is not None else Corpus()
         if main:
@@ -394,7 +471,7 @@ def train(
     if not valid:
         raise DataError("no validation pairs")
     dataset = train_set if train_set is not None else MixtureDataset(
-        speech, noise, cfg.mix, cfg.target, cfg.seed, stft_cfg)
+        speech, noise, cfg.mix, cfg.target, cfg.seed, stft_cfg, speech_groups, noise_groups)
 
     model = MaskNet(cfg.model)
     if init_model is not None:
@@ -455,7 +532,7 @@ def train(
         # generator=: the loader's own seed draw must not touch the global (dropout) stream.
         loader = torch.utils.data.DataLoader(
             dataset, batch_sampler=[part for part, _ in parts], generator=loader_gen,
-            num_workers=0)
+            num_workers=cfg.loader_workers, prefetch_factor=4 if cfg.loader_workers else None)
         net.train()
         total, count = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and main),
@@ -489,11 +566,15 @@ def train(
         row = distributed.broadcast_object(dist, row)  # rank 0's clock, for identical logs
         rows.append(row)
         if main:
-            log.info("epoch %d: train loss %.4f, valid loss %.4f, valid SNR %.2f dB (%.0f s)",
-                     row["epoch"], row["train_loss"], row["valid_loss"], row["valid_snr_db"],
+            clean = row.get("valid_clean_si_sdr_db")
+            log.info("epoch %d: train loss %.4f, valid loss %.4f, valid SNR %.2f dB, SI-SDR "
+                     "%.2f dB%s (%.0f s)", row["epoch"], row["train_loss"], row["valid_loss"],
+                     row["valid_snr_db"], row["valid_si_sdr_db"],
+                     "" if clean is None else f", clean pass-through SI-SDR {clean:.2f} dB",
                      row["seconds"])
-        improved = metrics["valid_snr_db"] > best
-        best = max(best, metrics["valid_snr_db"])
+        score = metrics[cfg.select_metric]
+        improved = score > best
+        best = max(best, score)
         stale = 0 if improved else stale + 1
         distributed.check_same_weights(dist, model)  # rank 0's files stand for every rank
         distributed.on_main(dist, partial(
@@ -503,7 +584,7 @@ def train(
             if main:
                 log.info("stopped after epoch %d by on_epoch", row["epoch"])
             break
-    best_row = max(rows, key=lambda r: r["valid_snr_db"])
+    best_row = max(rows, key=lambda r: _float(r.get(cfg.select_metric)))
     return {"best": best_row, "epochs": len(rows), "seconds": rows[-1]["seconds"],
             "parameters": model.parameter_count(), "model": model}
 

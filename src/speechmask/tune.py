@@ -295,12 +295,14 @@ def study_base(study: optuna.Study) -> TrainConfig:
 
 
 def read_log(run_dir: str | os.PathLike) -> list[dict[str, float]]:
-    """Rows of ``run_dir/train_log.csv`` as floats (``[]`` when there is no log yet)."""
+    """Rows of ``run_dir/train_log.csv`` as floats (``[]`` when there is no log yet; an empty
+    cell, a figure the run's validation set has no pairs for, is left out)."""
     path = Path(run_dir) / "train_log.csv"
     if not path.is_file():
         return []
     with open(path, newline="") as handle:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        return [{k: float(v) for k, v in row.items() if v != ""}
+                for row in csv.DictReader(handle)]
 
 
 class _Reporter:

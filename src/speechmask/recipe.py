@@ -1,0 +1,248 @@
+"""A training recipe: one TOML file that says how a model is made, run stage by stage.
+
+A recipe is the whole story of a shipped model in one place instead of a chain of hand-typed
+commands. Its format (see ``recipes/default.toml``)::
+
+    name = "default"                 # what the model is called in `speechmask info`
+    description = "..."              # one line, for people
+    init = "init/vcc2016.pt"         # optional: weights the first stage starts from, relative
+                                     # to the recipe file ("" or absent: random weights)
+    [base]                           # TrainConfig fields every stage shares (as --config)
+    loss = "bce+snr+sisdr"
+    [base.mix]
+    snr_low_db = -10.0
+    [[stage]]                        # one table per stage, run in order
+    name = "broad"                   # folder name of the stage: OUT/01_broad
+    epochs = 24                      # TrainConfig fields of this stage, over [base]
+    [[stage]]
+    name = "polish"
+    lr = 1e-4
+
+Each stage starts from the best weights of the one before (the first from ``init``) and writes
+an ordinary run folder (``best.pt``, ``last.pt``, ``train_log.csv``, ``loss_curve.png``). A
+finished stage leaves ``done.json``; running the recipe again skips finished stages and resumes
+an interrupted one from its ``last.pt``, so a long recipe can be spread over sessions by
+re-running the same command. The last stage's best model is copied to ``OUT/model.pt`` with
+the recipe's text inside, so ``speechmask info`` can say how it was made.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from . import checkpoint as ckpt
+from .atomic import write_atomic
+from .config import ConfigError, from_dict, merge
+from .train import TrainConfig, adopt_architecture
+
+log = logging.getLogger(__name__)
+
+RECIPE_KEYS = ("name", "description", "init", "base", "stage")
+# Where and how fast to run: given per command, never part of what a recipe records.
+RUNTIME_FIELDS = ("threads", "device", "loader_workers")
+DONE = "done.json"
+RECIPE_COPY = "recipe.toml"
+FINAL = "model.pt"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a recipe: its folder name, its full training configuration and the
+    settings the recipe names for it (``[base]``, the stage's table, overrides)."""
+
+    name: str
+    config: TrainConfig
+    settings: dict
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A parsed recipe. ``text`` is the file as written; ``overrides`` the settings given on
+    top of it for every stage (``--set``)."""
+
+    name: str
+    description: str
+    init: Path | None  # absolute path of the first stage's starting weights, or None
+    stages: tuple[Stage, ...]
+    text: str
+    path: Path
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def record(self) -> str:
+        """What the run folder and the final model keep: the text, and the overrides as a
+        closing comment, so a run says exactly what it ran."""
+        if not self.overrides:
+            return self.text
+        return self.text.rstrip("\n") + "\n# run with --set " + " --set ".join(
+            self.overrides) + "\n"
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such recipe file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the recipe ({err})") from None
+
+
+def parse_recipe(text: str, path: Path, overrides: tuple[str, ...] = ()) -> Recipe:
+    """Parse a recipe's ``text`` (``path`` names it in errors and anchors ``init``);
+    ``overrides`` (``KEY=VALUE`` strings as ``--set`` takes them) apply to every stage, after
+    the file. Every stage's configuration is built here, so a typo in the last stage fails
+    before the first one trains for an hour."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    unknown = sorted(set(data) - set(RECIPE_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown recipe key {unknown[0]!r}; a recipe has "
+                          f"{', '.join(RECIPE_KEYS)} (training settings go in [base] or a "
+                          "[[stage]])")
+    stages_raw = data.get("stage")
+    if not isinstance(stages_raw, list) or not stages_raw:
+        raise ConfigError(f"{path}: no [[stage]] table; a recipe needs at least one stage")
+    from .config import parse_overrides
+
+    extra = parse_overrides(list(overrides))
+    base = data.get("base", {})
+    if not isinstance(base, dict):
+        raise ConfigError(f"{path}: [base] must be a table of training settings")
+    stages, names = [], set()
+    for i, raw in enumerate(stages_raw, 1):
+        settings = dict(raw)
+        name = settings.pop("name", f"stage{i}")
+        if not isinstance(name, str) or not name or not all(
+                c.isalnum() or c in "-_" for c in name):
+            raise ConfigError(f"{path}: stage {i} name {name!r}: use letters, digits, - and _")
+        if name in names:
+            raise ConfigError(f"{path}: two stages named {name!r}")
+        names.add(name)
+        named = merge(merge(base, settings), extra)
+        try:
+            cfg = from_dict(TrainConfig, named)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: stage {name!r}: {err}") from None
+        stages.append(Stage(name, cfg, named))
+    init = data.get("init") or None
+    if init is not None and not isinstance(init, str):
+        raise ConfigError(f"{path}: init must be a path (text), got {init!r}")
+    init_path = (path.parent / init).resolve() if init else None
+    if init_path is not None and not init_path.is_file():
+        raise ConfigError(f"{path}: init {init!r}: no such model file ({init_path})")
+    return Recipe(name=str(data.get("name") or path.stem),
+                  description=str(data.get("description") or ""), init=init_path,
+                  stages=tuple(stages), text=text, path=path, overrides=tuple(overrides))
+
+
+def split_runtime(overrides: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """``--set`` items -> (recipe overrides, runtime settings such as ``threads``)."""
+    from .config import parse_overrides
+
+    runtime = {k: v for item in overrides
+               for k, v in parse_overrides([item]).items() if k in RUNTIME_FIELDS}
+    kept = tuple(item for item in overrides
+                 if item.partition("=")[0].strip() not in RUNTIME_FIELDS)
+    return kept, runtime
+
+
+def _write_text(path: Path, text: str) -> None:
+    data = text.encode("utf-8")
+    write_atomic(path, lambda handle: handle.write(data))
+
+
+def load_recipe(path: str | os.PathLike, overrides: tuple[str, ...] = ()) -> Recipe:
+    """Read and parse the recipe file ``path`` (see :func:`parse_recipe`)."""
+    path = Path(path)
+    return parse_recipe(_read_text(path), path, overrides)
+
+
+def stage_dir(out: Path, index: int, stage: Stage) -> Path:
+    """``OUT/01_broad``: numbered, so the folders sort in the order they ran."""
+    return out / f"{index + 1:02d}_{stage.name}"
+
+
+def stage_status(out: Path, recipe: Recipe) -> list[str]:
+    """Per stage: "done", "interrupted" (has ``last.pt``) or "pending"."""
+    status = []
+    for i, stage in enumerate(recipe.stages):
+        d = stage_dir(out, i, stage)
+        status.append("done" if (d / DONE).is_file() else
+                      "interrupted" if (d / "last.pt").is_file() else "pending")
+    return status
+
+
+def check_out_dir(out: Path, recipe: Recipe) -> None:
+    """Refuse to continue in ``out`` a run of another recipe (its stages would mix)."""
+    copy = out / RECIPE_COPY
+    if copy.is_file() and copy.read_text(encoding="utf-8") != recipe.record:
+        raise ConfigError(f"{out}: was made by another recipe (see {copy}); choose another "
+                          "--out, or delete the folder to start again")
+
+
+def run_recipe(
+    recipe: Recipe,
+    out_dir: str | os.PathLike,
+    train_fn: Callable[..., dict] | None = None,
+    runtime: dict[str, Any] | None = None,
+    **train_kwargs: Any,
+) -> Path:
+    """Run the stages of ``recipe`` that are not done into ``out_dir`` and return the final
+    model's path (``OUT/model.pt``).
+
+    ``runtime`` (e.g. ``{"threads": 2, "loader_workers": 1, "device": "cpu"}``) says where and
+    how fast to run: not part of the recipe, so it replaces those fields of every stage.
+    ``train_fn`` is :func:`speechmask.train.train` (given by callers that wrap it);
+    ``train_kwargs`` go to it (``corpus``, ``progress``, ``dist``)."""
+    from .train import train
+
+    train_fn = train_fn or train
+    out = Path(out_dir)
+    check_out_dir(out, recipe)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_text(out / RECIPE_COPY, recipe.record)
+    previous: Path | None = recipe.init
+    status = stage_status(out, recipe)
+    for i, (stage, state) in enumerate(zip(recipe.stages, status, strict=True)):
+        d = stage_dir(out, i, stage)
+        if state == "done":
+            log.info("stage %d/%d %s: done, skipped", i + 1, len(recipe.stages), stage.name)
+            previous = d / "best.pt"
+            continue
+        cfg = replace(stage.config, **(runtime or {}))
+        init_model = init_history = None
+        resume = state == "interrupted"
+        if not resume and previous is not None:
+            model, _, payload = ckpt.load_model(previous)
+            cfg = adopt_architecture(cfg, model.cfg,
+                                     "lookahead" in stage.settings.get("model", {}))
+            init_model, init_history = model, ckpt.training_stages(payload)
+        log.info("stage %d/%d %s: %s%s", i + 1, len(recipe.stages), stage.name,
+                 "resuming" if resume else "training",
+                 f" from {previous}" if init_model is not None else "")
+        result = train_fn(cfg, d, resume=resume, init_model=init_model,
+                          init_history=init_history, **train_kwargs)
+        best = {k: v for k, v in (result.get("best") or {}).items()
+                if isinstance(v, (int, float, str))}
+        _write_text(d / DONE, json.dumps({"stage": stage.name, "epochs": result.get("epochs"),
+                                          "best": best}, indent=2))
+        previous = d / "best.pt"
+    final = out / FINAL
+    payload = ckpt.load_raw(previous)
+    payload["recipe"] = {"name": recipe.name, "text": recipe.record}
+    ckpt.save(final, payload)
+    log.info("recipe %s finished: %s", recipe.name, final)
+    return final

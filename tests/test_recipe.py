@@ -1,0 +1,174 @@
+"""Recipes: parsing (every mistake a one-line error before training), stage by stage runs that
+skip finished stages and resume interrupted ones, the final model carrying its recipe."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from speechmask import checkpoint as ckpt
+from speechmask.cli import main
+from speechmask.config import ConfigError
+from speechmask.data import EvalPair, mix
+from speechmask.recipe import (
+    load_recipe,
+    parse_recipe,
+    run_recipe,
+    split_runtime,
+    stage_status,
+)
+
+TINY = """
+name = "tiny"
+description = "two stages of a toy model"
+[base]
+epochs = 1
+batch_size = 8
+lr = 5e-3
+warmup_steps = 1
+patience = 0
+threads = 1
+[base.model]
+cell = "gru"
+hidden = 8
+layers = 1
+dropout = 0.0
+[base.mix]
+crop_seconds = 0.5
+examples_per_epoch = 16
+[base.mix.augment]
+babble = 0.0
+colored = 0.0
+second_noise = 0.0
+eq = 0.0
+[[stage]]
+name = "first"
+[[stage]]
+name = "second"
+lr = 1e-3
+"""
+
+
+def _recipe(tmp_path, text=TINY, name="r.toml", overrides=()):
+    path = tmp_path / name
+    path.write_text(text)
+    return load_recipe(path, overrides)
+
+
+def test_stages_merge_base_and_their_own_table(tmp_path):
+    recipe = _recipe(tmp_path)
+    assert recipe.name == "tiny" and [s.name for s in recipe.stages] == ["first", "second"]
+    first, second = (s.config for s in recipe.stages)
+    assert first.lr == 5e-3 and second.lr == 1e-3 and second.model.hidden == 8
+    assert recipe.init is None and recipe.record == TINY
+
+
+def test_overrides_apply_to_every_stage_and_are_recorded(tmp_path):
+    recipe = _recipe(tmp_path, overrides=("lr=0.01", "mix.examples_per_epoch=8"))
+    assert all(s.config.lr == 0.01 and s.config.mix.examples_per_epoch == 8
+               for s in recipe.stages)
+    assert recipe.record.endswith("# run with --set lr=0.01 --set mix.examples_per_epoch=8\n")
+
+
+def test_runtime_settings_are_not_part_of_the_recipe():
+    kept, runtime = split_runtime(("threads=2", "lr=0.1", "loader_workers=1"))
+    assert kept == ("lr=0.1",) and runtime == {"threads": 2, "loader_workers": 1}
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("epochs = 3\n[[stage]]\nname = 'a'\n", "unknown recipe key 'epochs'"),
+    ("name = 'x'\n", "no [[stage]]"),
+    ("[[stage]]\nname = 'a b'\n", "letters, digits"),
+    ("[[stage]]\nname = 'a'\n[[stage]]\nname = 'a'\n", "two stages named 'a'"),
+    ("[[stage]]\nname = 'a'\n[[stage]]\nname = 'b'\nlrr = 1\n", "stage 'b'"),
+    ("init = 'none.pt'\n[[stage]]\nname = 'a'\n", "no such model file"),
+    ("[[stage]\n", "not valid TOML"),
+])
+def test_mistakes_are_one_line_errors(tmp_path, text, needle):
+    with pytest.raises(ConfigError) as err:
+        parse_recipe(text, tmp_path / "r.toml")
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_recipe_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such recipe file"):
+        load_recipe(tmp_path / "none.toml")
+
+
+@pytest.fixture(scope="module")
+def toy_data():
+    from conftest import _speech_like
+
+    rng = np.random.default_rng(0)
+    speech = [_speech_like(seconds=1.0, seed=i, f0=110 + 15 * i) for i in range(4)]
+    noise = [rng.standard_normal(8000).astype(np.float32) for _ in range(2)]
+    valid = []
+    for i, snr in enumerate((0.0, 5.0)):
+        m = mix(_speech_like(seconds=1.0, seed=50 + i), rng.standard_normal(9000)
+                .astype(np.float32), snr, rng)
+        valid.append(EvalPair(f"v{i}", m.clean, m.noisy, snr, "white", "toy", "", ""))
+    return {"speech": speech, "noise": noise, "valid": valid, "progress": False}
+
+
+def test_two_stages_run_chain_and_skip_when_done(tmp_path, toy_data):
+    recipe = _recipe(tmp_path)
+    out = tmp_path / "run"
+    final = run_recipe(recipe, out, **toy_data)
+    assert stage_status(out, recipe) == ["done", "done"]
+    for d in ("01_first", "02_second"):
+        assert {"best.pt", "last.pt", "train_log.csv", "done.json"} <= {
+            p.name for p in (out / d).iterdir()}
+    payload = ckpt.load_raw(final)
+    assert payload["recipe"] == {"name": "tiny", "text": TINY}
+    # The second stage started from the first: its model says it went through two stages.
+    assert len(ckpt.training_stages(payload)) == 2
+    second = ckpt.load_raw(out / "02_second" / "best.pt")["state_dict"]
+    assert all(torch.equal(second[k], payload["state_dict"][k]) for k in second)
+    assert json.loads((out / "02_second" / "done.json").read_text())["stage"] == "second"
+    assert (out / "recipe.toml").read_text() == TINY
+
+    calls = []
+    run_recipe(recipe, out, train_fn=lambda *a, **k: calls.append(a), **toy_data)
+    assert calls == []  # both stages done: nothing trains again
+
+
+def test_an_interrupted_stage_resumes_from_last(tmp_path, toy_data):
+    recipe = _recipe(tmp_path)
+    out = tmp_path / "run"
+    run_recipe(recipe, out, **toy_data)
+    (out / "02_second" / "done.json").unlink()  # as if killed after the epoch was saved
+    assert stage_status(out, recipe) == ["done", "interrupted"]
+    seen = []
+
+    def fake_train(cfg, out_dir, resume, init_model, init_history, **_):
+        seen.append((Path(out_dir).name, resume, init_model))
+        return {"best": {"valid_snr_db": 1.0}, "epochs": 1}
+
+    run_recipe(recipe, out, train_fn=fake_train, **toy_data)
+    assert seen == [("02_second", True, None)]
+
+
+def test_another_recipe_cannot_continue_a_run(tmp_path, toy_data):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "recipe.toml").write_text("other")
+    with pytest.raises(ConfigError, match="another recipe"):
+        run_recipe(_recipe(tmp_path), out, **toy_data)
+
+
+def test_cli_recipe_refuses_training_flags(capsys, tmp_path):
+    (tmp_path / "r.toml").write_text(TINY)
+    code = main(["-q", "train", "--recipe", str(tmp_path / "r.toml"), "--out",
+                 str(tmp_path / "run"), "--epochs", "3"])
+    err = capsys.readouterr().err
+    assert code == 1 and "drop --epochs" in err and len(err.strip().splitlines()) == 1
+
+
+def test_shipped_recipes_parse():
+    recipes = sorted((Path(__file__).parents[1] / "recipes").glob("*.toml"))
+    assert recipes, "the project ships its recipes"
+    for path in recipes:
+        recipe = load_recipe(path)
+        assert recipe.stages and recipe.description
