@@ -1,7 +1,8 @@
 """speechmask vs the denoisers users know, on the project's fixed test set.
 
-    python -m benchmarks.peers --out runs/peers [--count N] [--jobs N] [--json FILE]
-                               [--systems noisy,speechmask,rnnoise,...] [--model PATH]
+    python -m benchmarks.peers --out runs/peers [--set test|ood|clean|...] [--count N]
+                               [--jobs N] [--json FILE] [--systems noisy,speechmask,...]
+                               [--model PATH]
                                [--merge EARLIER/peers.json]
     python -m benchmarks.peers --from-json RUN/peers.json [--json FILE]
 
@@ -45,6 +46,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 from tqdm import tqdm  # noqa: E402
 
 from speechmask.audio import MODEL_RATE, write_audio  # noqa: E402
+from speechmask.evalsets import SETS  # noqa: E402
 from speechmask.metrics import METRICS  # noqa: E402
 
 from .report import (  # noqa: E402
@@ -73,8 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.peers",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--set", dest="split", choices=("valid", "test"), default="test",
-                        help="fixed set built in memory (default: test, 864 pairs)")
+    parser.add_argument("--set", dest="split", choices=SETS, default="test",
+                        help="fixed set built in memory: the corpus' valid/test splits (test: "
+                        "864 pairs), ood (500 pairs: unseen speakers, noises and rooms), clean "
+                        "(140 clean files: pass-through), heldout (default: test)")
     parser.add_argument("--pairs", default=None, help="score the pairs of this pairs.csv instead")
     parser.add_argument("--corpus", default=None, help="corpus folder (default: bundled)")
     parser.add_argument("--count", type=int, default=None,

@@ -65,9 +65,11 @@ def load_test_pairs(
     corpus_dir: str | None = None,
     pairs_csv: str | None = None,
 ) -> tuple[list[Pair], str]:
-    """The fixed ``split`` set built in memory from the corpus (``eval_pairs``), or the pairs of
-    a ``pairs.csv``. Returns ``(pairs, description)``."""
-    from speechmask.data import Corpus, eval_pairs, load_pair, read_pairs
+    """The fixed set ``split`` (one of ``speechmask.evalsets.SETS``: the corpus' valid/test
+    splits, the out-of-domain set, clean pass-through, held-out speakers) built in memory, or the
+    pairs of a ``pairs.csv``. Returns ``(pairs, description)``."""
+    from speechmask.data import Corpus, load_pair, read_pairs
+    from speechmask.evalsets import eval_set
 
     if pairs_csv is not None:
         rows = read_pairs(pairs_csv)[:count]
@@ -76,8 +78,9 @@ def load_test_pairs(
             clean, noisy = load_pair(row)
             pairs.append(Pair(row.id, clean, noisy, row.input_snr_db, row.noise_type or "?"))
         return pairs, str(pairs_csv)
-    return pairs_from_eval(eval_pairs(Corpus(corpus_dir), split, count)), (
-        f"fixed {split} set (speechmask.data.eval_pairs, in memory)")
+    main = Corpus(corpus_dir) if corpus_dir is not None else None
+    return pairs_from_eval(eval_set(split, count, main=main)), (
+        f"fixed {split} set (speechmask.evalsets.eval_set, in memory)")
 
 
 def warm_up(systems: Sequence[System]) -> None:
