@@ -3,7 +3,7 @@
 The training loss pairs BCE to the IRM with the SNR of the masked spectrum; the BCE term pulls
 the mask toward the IRM, which keeps more noise than the SNR-optimal mask. Raising the mask to
 a power above 1 after training corrects that where the fit set resembles the audio to enhance.
-The fit picks the exponent with the best mean SNR (the seed's metric) on the given pairs.
+The fit picks the exponent with the best mean SNR (the baseline's metric) on the given pairs.
 
 Measured (docs/experiments.md): on the corpus' valid split, whose noise types also occur in
 training, exponent 1.3 gains 0.11-0.12 dB SNR and SI-SDR; on the test split, whose noises
@@ -38,7 +38,7 @@ class ExponentScore:
     """Mean scores of one candidate exponent over the calibration pairs."""
 
     exponent: float  # total mask exponent (not relative to the model's current one)
-    snr_db: float  # mean SNR, dB (the seed's formula)
+    snr_db: float  # mean SNR, dB (the baseline's formula)
     si_sdr_db: float  # mean SI-SDR, dB
 
 

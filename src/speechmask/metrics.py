@@ -1,4 +1,4 @@
-"""Quality metrics on 1-D waveforms at 16 kHz: SNR (the seed's), SI-SDR, PESQ-WB, STOI."""
+"""Quality metrics on 1-D waveforms at 16 kHz: SNR (the baseline's), SI-SDR, PESQ-WB, STOI."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ _EPS = 1e-10
 
 
 def snr_db(clean: np.ndarray, estimate: np.ndarray) -> float:
-    """The seed's SNR: ``10*log10(sum(s**2) / sum((s - s_hat)**2))`` in dB."""
+    """The baseline's SNR: ``10*log10(sum(s**2) / sum((s - s_hat)**2))`` in dB."""
     clean = np.asarray(clean, dtype=np.float64)
     err = clean - np.asarray(estimate, dtype=np.float64)
     return float(10.0 * np.log10((np.sum(clean**2) + _EPS) / (np.sum(err**2) + _EPS)))

@@ -35,12 +35,12 @@ MAX_LOOKAHEAD = 4
 class ModelConfig:
     """Architecture of :class:`MaskNet`. Stored in every checkpoint."""
 
-    # Recurrent cell: "gru" or "lstm" (the seed's). GRU by default: 3 gates instead of 4 (25 %
+    # Recurrent cell: "gru" or "lstm" (the baseline's). GRU by default: 3 gates instead of 4 (25 %
     # fewer MACs) and +0.54 dB valid SNR over the LSTM at equal budget (docs/experiments.md).
     cell: str = "gru"
     # Hidden units per recurrent layer; 384 ~ 2.2 M parameters with 2 layers on 257 bins.
     hidden: int = 384
-    # Recurrent layers; 2 as in the seed.
+    # Recurrent layers; 2 as in the baseline.
     layers: int = 2
     # Dropout between recurrent layers and before the dense layer (training only), in [0, 1).
     dropout: float = 0.2
@@ -58,7 +58,7 @@ class ModelConfig:
     mask_exponent: float = 1.0
     # Future frames the mask of a frame may depend on, 0-4. Each adds one hop (16 ms at 16 kHz)
     # of latency to streaming and (k+1) x n_freqs inputs to the first layer. 0 = strictly causal
-    # frame by frame (the seed's setting).
+    # frame by frame (the baseline's setting).
     lookahead: int = 0
 
     def __post_init__(self) -> None:

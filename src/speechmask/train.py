@@ -56,15 +56,14 @@ class TrainConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     mix: MixConfig = field(default_factory=MixConfig)
-    # Mask target: "ibm" (the seed's binary mask) or "irm" (soft, sounds better).
+    # Mask target: "ibm" (the baseline's binary mask) or "irm" (soft, sounds better).
     target: str = "irm"
-    # "bce": binary cross-entropy to the target mask (the seed's loss). "bce+snr": BCE plus
+    # "bce": binary cross-entropy to the target mask (the baseline's loss). "bce+snr": BCE plus
     # snr_weight x negative SNR (dB) of the masked spectrum against the clean spectrum - the
     # quantity we report, so the net spends its capacity on the loud bins that decide it.
     # "bce+snr+sisdr": the SNR term replaced by the mean of -SNR and -SI-SDR: SNR alone rewards
-    # shrinking speech along with the noise (the second-stage GRU kept 0.91 of the speech
-    # amplitude on valid, its SI-SDR 1.2 dB below its SNR at -5 dB input); SI-SDR does not.
-    # The shipped model's last 45 epochs used it (+0.1 dB on both, docs/experiments.md).
+    # shrinking speech along with the noise; SI-SDR does not (docs/experiments.md). The recipe
+    # of the shipped model uses it.
     # "snr": the SNR term alone.
     loss: str = "bce+snr"
     # Weight of the -SNR/10 (or -(SNR+SI-SDR)/20) term (dB/10 is on the scale of BCE values,
@@ -186,7 +185,7 @@ def adopt_architecture(cfg: TrainConfig, init: ModelConfig, lookahead_given: boo
 
 
 def spectral_snr_db(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Per-example SNR in dB between complex spectra ``[B, T, F]`` (the seed's SNR computed in
+    """Per-example SNR in dB between complex spectra ``[B, T, F]`` (the baseline's SNR computed in
     the STFT domain; equal to the waveform SNR up to iSTFT consistency). Returns ``[B]``."""
     num = ref.abs().square().sum(dim=(1, 2))
     den = (est - ref).abs().square().sum(dim=(1, 2))
