@@ -183,6 +183,19 @@ def test_testset_writes_pairs_and_refuses_to_clobber(capsys, tmp_path):
     assert code == 1 and "not empty" in err
 
 
+def test_testset_writes_the_clean_pass_through_set(capsys, tmp_path):
+    from speechmask.data import load_pair, read_pairs
+
+    out = tmp_path / "clean"
+    code, stdout, _ = run(capsys, "data", "testset", "--split", "clean", "--out", out,
+                          "--count", "3")
+    assert code == 0 and "wrote 3 clean pairs" in stdout and "clean input" in stdout
+    rows = read_pairs(out / "pairs.csv")
+    assert len(rows) == 3 and all(r.input_snr_db == float("inf") for r in rows)
+    clean, noisy = load_pair(rows[0])
+    assert np.array_equal(clean, noisy)  # the input is its own reference
+
+
 def test_evaluate_pairs_json(capsys, tmp_path, model_path):
     out = tmp_path / "set"
     assert run(capsys, "data", "testset", "--split", "valid", "--out", out, "--count", "4")[0] == 0

@@ -41,7 +41,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 def cmd_data_testset(args: argparse.Namespace) -> int:
-    from .data import Corpus, eval_pairs, write_pairs
+    from .data import Corpus, write_pairs
+    from .evalsets import eval_set
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
@@ -49,13 +50,14 @@ def cmd_data_testset(args: argparse.Namespace) -> int:
                         "another --out")
     if args.count is not None and args.count < 1:
         raise UserError(f"--count must be >= 1, got {args.count}")
-    corpus = Corpus(args.corpus)
+    corpus = Corpus(args.corpus) if args.corpus is not None else None
     t0 = time.time()
-    pairs = eval_pairs(corpus, args.split, args.count)
+    pairs = eval_set(args.split, args.count, main=corpus)
     csv_path = write_pairs(pairs, out)
     seconds = sum(len(p.clean) for p in pairs) / 16000
+    snrs = sorted({p.input_snr_db for p in pairs})
     print(f"wrote {len(pairs)} {args.split} pairs ({seconds / 60:.1f} min of audio, input SNR "
-          f"{sorted({p.input_snr_db for p in pairs})} dB) to {csv_path} in "
+          f"{snrs if snrs != [float('inf')] else 'none: clean input'} dB) to {csv_path} in "
           f"{time.time() - t0:.1f} s")
     return EXIT_OK
 
@@ -1012,7 +1014,10 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="corpus tools: fixed test sets, statistics, importers")
     dsub = data.add_subparsers(dest="data_command", required=True)
     ts = dsub.add_parser("testset", help="write a fixed noisy/clean evaluation set")
-    ts.add_argument("--split", choices=("valid", "test"), default="test")
+    ts.add_argument("--split", choices=("valid", "test", "ood", "clean", "heldout"),
+                    default="test", help="valid/test: the corpus' splits; ood: unseen speakers, "
+                    "noises and rooms (500 pairs); clean: pass-through (140 clean files); "
+                    "heldout: the held-out training speakers (default: test)")
     ts.add_argument("--out", required=True, help="output folder (pairs.csv, noisy/, clean/)")
     ts.add_argument("--count", type=int, default=None, help="number of pairs (default: all)")
     ts.add_argument("--corpus", default=None, help="corpus folder (default: bundled)")
