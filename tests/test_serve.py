@@ -179,6 +179,22 @@ def test_bad_fields_and_hostile_names(make_client, spool):
     assert_clean(spool)
 
 
+def test_default_temp_folder_keeps_nothing(engine):
+    """With the system's temporary folder: large (spooled) and bad uploads leave nothing."""
+    import os
+    import tempfile
+
+    def ours() -> set[str]:
+        return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("speechmask-serve-")}
+
+    before = ours()
+    with TestClient(create_app(ServeConfig(), engine)) as client:
+        big = encode(noisy(48000, 12.0, 2), 48000, "WAV", "PCM_16")  # 2.3 MB: spooled to disk
+        assert post(client, big).status_code == 200
+        assert post(client, b"not audio at all").status_code == 400
+    assert ours() == before
+
+
 def test_upload_size_cap_is_413(make_client, spool):
     client = make_client(max_upload_mb=0.05)  # 50 kB
     big = encode(noisy(16000, 3.0, 1), 16000, "WAV", "PCM_16")  # 96 kB
@@ -326,7 +342,13 @@ def test_websocket_strength_busy_and_bad_requests(make_client):
             with client.websocket_connect(f"/api/live?{query}") as ws:
                 ws.receive_json()
         assert bad.value.code == 1003
-    with client.websocket_connect("/api/live?rate=16000") as ws:
+    with pytest.raises(WebSocketDisconnect) as foreign:
+        with client.websocket_connect("/api/live?rate=16000",
+                                      headers={"origin": "http://evil.example"}) as ws:
+            ws.receive_json()
+    assert foreign.value.code == 1008
+    with client.websocket_connect("/api/live?rate=16000",
+                                  headers={"origin": "http://testserver"}) as ws:
         ws.receive_json()
         ws.send_bytes(b"\x00\x01")
         with pytest.raises(WebSocketDisconnect) as bad:
@@ -365,3 +387,35 @@ def test_run_warns_when_bound_elsewhere_without_a_token(monkeypatch, caplog):
         serve.run(ServeConfig(host="0.0.0.0", token="x"))
         serve.run(ServeConfig())
     assert "without --token" not in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["pt", "onnx"])
+def test_other_models_both_backends(tiny_model_files, spool, kind):
+    pytest.importorskip("torch")
+    pt, onnx = tiny_model_files()
+    model = str(pt if kind == "pt" else onnx)
+    engine = Engine(model)
+    assert engine.backend == ("torch" if kind == "pt" else "onnx")
+    with TestClient(create_app(ServeConfig(model=model, temp_dir=str(spool)), engine)) as client:
+        info = client.get("/api/model").json()
+        assert info["model"] == model and info["hidden"] == 16
+        assert ("parameters" in info) == (kind == "pt")
+        audio = noisy(44100, 0.8, 2)
+        response = post(client, encode(audio, 44100, "WAV", "PCM_16"))
+        out, rate = sf.read(io.BytesIO(response.content), dtype="float32")
+        assert (rate, out.shape) == (44100, audio.shape)
+        with client.websocket_connect("/api/live?rate=44100") as ws:
+            assert len(_stream(ws, audio[:, 0], [3000] * 11 + [len(audio) - 33000])) == len(audio)
+    assert_clean(spool)
+
+
+def test_bad_model_and_settings_are_one_line_errors(tmp_path):
+    with pytest.raises(serve.ServeError, match="model file not found"):
+        Engine(str(tmp_path / "missing.onnx"))
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a readable ONNX model"):
+        Engine(str(bad))
+    for settings in ({"workers": 0}, {"max_upload_mb": 0}, {"token": " "}, {"port": -1}):
+        with pytest.raises(serve.ServeError):
+            ServeConfig(**settings)

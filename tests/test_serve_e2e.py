@@ -77,6 +77,7 @@ def _browser(tmp: Path, *extra: str):
     downloads.mkdir(exist_ok=True)
     options.add_experimental_option("prefs", {
         "download.default_directory": str(downloads), "download.prompt_for_download": False})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_script_timeout(20)
     return driver, downloads
@@ -85,6 +86,12 @@ def _browser(tmp: Path, *extra: str):
 def _wait(driver, condition, timeout: float = 30, message: str = ""):
     return WebDriverWait(driver, timeout, poll_frequency=0.1).until(
         lambda d: condition(d), message)
+
+
+def _script_errors(driver) -> list[str]:
+    """JavaScript errors in the console (a 4xx the page expects is not one)."""
+    return [e["message"] for e in driver.get_log("browser")
+            if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]]
 
 
 def _canvas_sum(driver, job, selector: str) -> float:
@@ -152,6 +159,7 @@ def test_page_enhances_files(server, tmp_path):
         assert good.get_attribute("data-strength") == "0.3"
         assert _canvas_sum(driver, good, ".spec-enhanced") > first  # less removed: brighter
         assert list(spool.iterdir()) == []
+        assert _script_errors(driver) == []
     finally:
         driver.quit()
 
@@ -185,6 +193,7 @@ def test_live_microphone(server, tmp_path):
         assert live.get_attribute("data-bypass") == "true"
         driver.find_element(By.ID, "live-toggle").click()
         assert live.get_attribute("data-state") == "off"
+        assert _script_errors(driver) == []
     finally:
         driver.quit()
 

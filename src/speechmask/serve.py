@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlparse
 
 import anyio
 import numpy as np
@@ -165,8 +165,12 @@ class Engine:
             except ImportError:
                 raise ServeError(f"{model}: a .pt checkpoint needs PyTorch (pip install "
                                  "'speechmask[torch]'), or export it to .onnx") from None
+            import torch
+
             from .checkpoint import load_model
 
+            # One thread per request: parallelism comes from --workers, not from each job.
+            torch.set_num_threads(1)
             self._model, self._stft, _ = load_model(model)
         self._info: dict[str, Any] | None = None
 
@@ -614,6 +618,13 @@ async def _live(websocket: WebSocket, engine: Engine, config: ServeConfig, state
     Errors close the socket with a reason in plain words (1013: server busy).
     """
     params = websocket.query_params
+    origin = websocket.headers.get("origin")
+    if origin and urlparse(origin).netloc != websocket.headers.get("host"):
+        # Another web site's page in the user's browser must not use this server's microphone
+        # endpoint (cross-site WebSocket hijacking); the page itself is same-origin.
+        await websocket.accept()
+        await websocket.close(code=1008, reason="cross-origin WebSocket refused")
+        return
     try:
         rate = int(params.get("rate", "16000"))
         strength = float(params.get("strength", "1"))
