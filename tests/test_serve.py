@@ -249,6 +249,19 @@ def test_time_limit_is_503_and_cleans_up(make_client, spool):
     client = make_client(time_limit_s=1e-6)
     response = post(client, encode(noisy(16000, 2.0, 1), 16000, "WAV", "PCM_16"))
     assert response.status_code == 503 and "limit" in response.json()["detail"]
+    assert "retry-after" not in response.headers  # the same file would take as long again
+    assert_clean(spool)
+
+
+def test_unexpected_failure_is_a_500_in_plain_words(make_client, spool, monkeypatch):
+    client = make_client()
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(serve, "enhance_upload", broken)
+    response = post(client, encode(noisy(16000, 0.5, 1), 16000, "WAV", "PCM_16"))
+    assert response.status_code == 500 and "server's log" in response.json()["detail"]
     assert_clean(spool)
 
 

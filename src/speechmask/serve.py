@@ -547,9 +547,15 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
                 log.info("refused %s: %s", name, reason)
                 raise HTTPException(400, f"{name}: {reason}") from None
             except JobTimeout:
+                # No Retry-After: the same file would take as long again.
                 log.warning("%s: stopped after the %g s time limit", name, config.time_limit_s)
-                raise busy(f"{name}: enhancing took longer than the server's limit of "
-                           f"{config.time_limit_s:g} s; try a shorter file") from None
+                raise HTTPException(503, f"{name}: enhancing took longer than the server's "
+                                    f"limit of {config.time_limit_s:g} s; try a shorter "
+                                    "file") from None
+            except (OSError, RuntimeError, ValueError) as err:  # e.g. disk full, codec error
+                log.exception("%s: failed", name)
+                raise HTTPException(500, f"{name}: the server failed to enhance it "
+                                    f"({type(err).__name__}); see the server's log") from None
         finally:
             shutil.rmtree(job_dir, ignore_errors=True)
             state["admitted"] -= 1
@@ -614,7 +620,8 @@ async def _live(websocket: WebSocket, engine: Engine, config: ServeConfig, state
     so far (the stream is delayed by ``latency_ms``, so early replies are short). Text messages:
     ``{"type": "strength", "value": 0.5}`` changes the strength, ``{"type": "end"}`` flushes:
     the reply (sequence number 0xFFFFFFFF) holds the rest, so that the enhanced samples add up
-    to exactly the samples sent, then ``{"type": "done", ...}`` and the socket closes.
+    to exactly the samples sent, then ``{"type": "done", "samples_in", "samples_out",
+    "processing_s"}`` (time spent enhancing this session) and the socket closes.
     Errors close the socket with a reason in plain words (1013: server busy).
     """
     params = websocket.query_params
@@ -646,6 +653,7 @@ async def _live(websocket: WebSocket, engine: Engine, config: ServeConfig, state
                                    "latency_ms": pipe.stream.latency_ms})
         max_samples = rate * 2  # 2 s per message at most
         received = sent = 0
+        busy = 0.0  # seconds spent enhancing this session's audio
         t0 = time.monotonic()
         while True:
             message = await websocket.receive()
@@ -660,7 +668,9 @@ async def _live(websocket: WebSocket, engine: Engine, config: ServeConfig, state
                 seq = struct.unpack_from("<I", data)[0]
                 x = np.frombuffer(data, "<f4", offset=4)
                 x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+                started = time.perf_counter()
                 y = await anyio.to_thread.run_sync(pipe.push, x)
+                busy += time.perf_counter() - started
                 received += len(x)
                 sent += len(y)
                 await websocket.send_bytes(struct.pack("<I", seq)
@@ -681,7 +691,7 @@ async def _live(websocket: WebSocket, engine: Engine, config: ServeConfig, state
                 await websocket.send_bytes(struct.pack("<I", LIVE_FLUSH_SEQ)
                                            + np.asarray(y, "<f4").tobytes())
                 await websocket.send_json({"type": "done", "samples_in": received,
-                                           "samples_out": sent})
+                                           "samples_out": sent, "processing_s": busy})
                 await websocket.close()
                 break
             else:

@@ -1,8 +1,8 @@
 // speechmask serve, live mode: the audio-thread half.
 // Input: the microphone; every `chunk` samples are posted to the page, which sends them to the
 // server. Output: the enhanced audio the page hands back ({type: "play"}), from a ring buffer
-// that starts after `prebuffer` samples and re-buffers after an underrun; or, with bypass, the
-// microphone itself.
+// that starts after `prebuffer` samples, re-buffers after an underrun and skips ahead when it
+// holds too much (bounded latency); or, with bypass, the microphone itself.
 "use strict";
 
 class SpeechmaskLive extends AudioWorkletProcessor {
@@ -31,6 +31,14 @@ class SpeechmaskLive extends AudioWorkletProcessor {
       if (this.count === size) { this.read = (this.read + 1) % size; this.count--; } // drop oldest
       this.ring[(this.read + this.count) % size] = samples[i];
       this.count++;
+    }
+    // After a stall the replies arrive in a burst: skip back to the pre-buffer rather than play
+    // everything late (latency stays bounded; a short skip is heard instead).
+    const most = Math.max(4 * this.prebuffer, Math.round(0.2 * sampleRate));
+    if (this.count > most) {
+      const drop = this.count - this.prebuffer;
+      this.read = (this.read + drop) % size;
+      this.count -= drop;
     }
   }
 
