@@ -8,6 +8,7 @@ route needs it; and no request leaves a file in the temporary folder.
 from __future__ import annotations
 
 import io
+import json
 import struct
 import threading
 import time
@@ -432,3 +433,37 @@ def test_bad_model_and_settings_are_one_line_errors(tmp_path):
     for settings in ({"workers": 0}, {"max_upload_mb": 0}, {"token": " "}, {"port": -1}):
         with pytest.raises(serve.ServeError):
             ServeConfig(**settings)
+
+
+def test_cli_serves_for_real(tmp_path):
+    """`speechmask serve` in a child process: prints the URL, answers, stops on SIGINT."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SPEECHMASK_TOKEN": "t0k"}
+    proc = subprocess.Popen([sys.executable, "-m", "speechmask", "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in line and "?token=" in line
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/health",
+                                         headers={"Authorization": "Bearer t0k"})
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    assert json.loads(response.read())["status"] == "ok"
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+                time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)

@@ -112,6 +112,10 @@ class ServeConfig:
     max_live_sessions: int = 4
     # Folder for the per-request temporary folders. None: the system's temporary folder.
     temp_dir: str | None = None
+    # Open connections before uvicorn answers 503 itself: bounds the uploads being received at
+    # once (each up to max_upload_mb, spooled to disk before it reaches the queue). 64 is far
+    # above what workers + queue + live sessions use.
+    max_connections: int = 64
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -124,6 +128,8 @@ class ServeConfig:
             raise ServeError(f"queue_size must be >= 0, got {self.queue_size}")
         if not self.time_limit_s > 0:
             raise ServeError(f"time_limit_s must be > 0, got {self.time_limit_s}")
+        if self.max_connections < 1:
+            raise ServeError(f"max_connections must be >= 1, got {self.max_connections}")
         if self.max_live_sessions < 0:
             raise ServeError(f"max_live_sessions must be >= 0, got {self.max_live_sessions}")
         if self.token is not None and not self.token.strip():
@@ -722,4 +728,4 @@ def run(config: ServeConfig) -> None:
                     "microphone on localhost or https)", config.host)
     app = create_app(config)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning",
-                timeout_graceful_shutdown=5)
+                limit_concurrency=config.max_connections, timeout_graceful_shutdown=5)
