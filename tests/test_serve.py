@@ -82,6 +82,9 @@ GOOD = [  # extension, libsndfile format, subtype, rate, channels, seconds
     ("wav", "WAV", "FLOAT", 48000, 2, 0.9),
     ("wav", "WAV", "PCM_16", 8000, 1, 0.5),
     ("ogg", "OGG", "VORBIS", 48000, 1, 1.0),
+    ("opus", "OGG", "OPUS", 48000, 2, 0.6),
+    ("mp3", "MP3", "MPEG_LAYER_III", 44100, 2, 0.8),
+    ("aiff", "AIFF", "PCM_16", 22050, 1, 0.4),
 ]
 
 

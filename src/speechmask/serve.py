@@ -48,7 +48,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.websockets import WebSocketDisconnect
 
-from .audio import AudioError, open_audio, read_blocks
+from .audio import AUDIO_EXTENSIONS, AudioError, open_audio, read_blocks
 from .pipeline import ChannelPipeline, PipelineFactory
 
 log = logging.getLogger(__name__)
@@ -302,6 +302,8 @@ def enhance_upload(engine: Engine, src: Path, out_dir: Path, strength: float,
         rate, channels, frames = handle.samplerate, handle.channels, handle.frames
         fmt, subtype = output_format(handle.format, handle.subtype, requested)
         ext, media_type = OUTPUT_FORMATS[fmt]
+        if fmt == handle.format and src.suffix.lower() in AUDIO_EXTENSIONS:
+            ext = src.suffix.lower()  # the input's own spelling: .opus, .oga, .aif, ...
         dst = out_dir / f"output{ext}"
         pipes = [enhancer.pipeline(rate) for _ in range(channels)]
         written = done = 0
