@@ -309,8 +309,11 @@ def test_token_guards_every_route_including_the_websocket(make_client, spool):
     assert_clean(spool)
 
 
-def _stream(ws, audio: np.ndarray, chunks: list[int]) -> np.ndarray:
-    assert ws.receive_json()["type"] == "ready"
+def _stream(ws, audio: np.ndarray, chunks: list[int], ready: bool = False) -> np.ndarray:
+    """Send ``audio`` in ``chunks``, then end; the enhanced samples (``ready``: the ready
+    message was already read)."""
+    if not ready:
+        assert ws.receive_json()["type"] == "ready"
     out, start = [], 0
     for seq, size in enumerate(chunks):
         piece = audio[start:start + size]
@@ -347,12 +350,13 @@ def test_websocket_strength_busy_and_bad_requests(make_client):
     client = make_client(max_live_sessions=1)
     audio = noisy(16000, 1.0, 1)[:, 0]
     with client.websocket_connect("/api/live?rate=16000&strength=0.3") as ws:
+        assert ws.receive_json()["type"] == "ready"  # sent once the session counts
         with pytest.raises(WebSocketDisconnect) as busy:
             with client.websocket_connect("/api/live?rate=16000") as second:
                 second.receive_json()
         assert busy.value.code == 1013 and "busy" in busy.value.reason
         ws.send_json({"type": "strength", "value": 0})
-        out = _stream(ws, audio, [4000] * 4)
+        out = _stream(ws, audio, [4000] * 4, ready=True)
     np.testing.assert_allclose(out, audio, atol=1e-5)  # strength 0: the input
     for query in ("rate=12", "rate=abc", "rate=16000&strength=2"):
         with pytest.raises(WebSocketDisconnect) as bad:
