@@ -343,6 +343,9 @@ def test_websocket_returns_as_many_samples_as_sent(make_client, engine, rate):
     assert len(out) == len(audio)
     offline = engine.enhancer().pipeline(rate).push(audio, last=True)
     np.testing.assert_allclose(out, offline, atol=1e-5)
+    deadline = time.monotonic() + 5  # the session ends on the server just after its reply
+    while client.get("/api/health").json()["live_sessions"] and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert client.get("/api/health").json()["live_sessions"] == 0
 
 
