@@ -1,12 +1,14 @@
 """Offline enhancement with a trained mask model: arrays (Python API) and files (CLI).
 
-The model runs at 16 kHz. Other rates are handled so that nothing is lost:
+The model runs on 16 kHz STFT bins. Other rates are handled so that nothing is lost (see
+:func:`speechmask.pipeline.processing_rate`):
 - below 16 kHz: upsample, enhance, downsample back (plus what the resampler's anti-alias
   filter removed just below the input's Nyquist, scaled like the band above 8 kHz below);
-- above 16 kHz: the 0-8 kHz band is enhanced at 16 kHz and upsampled; the band above 8 kHz
-  (the input minus its 16 kHz round trip) is kept and scaled per frame by the mean mask of the
-  top model bands (6-8 kHz), so hiss above 8 kHz is attenuated when the model attenuates the top
-  of its band, and air/sibilance of speech survives when the model keeps it.
+- above 16 kHz: the STFT runs at the input rate (or 48 kHz for 22.05/44.1 kHz) with 32 ms
+  frames; the model masks the 0-8 kHz bins, every bin above 8 kHz gets, per frame, the mean
+  mask of the model's 6-8 kHz bins, so hiss above 8 kHz is attenuated when the model attenuates
+  the top of its band, and air/sibilance of speech survives when the model keeps it. The signal
+  is never resampled to 16 kHz, whose anti-alias filter would empty the model's top band.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import os
 import numpy as np
 import torch
 
-from .audio import MODEL_RATE, resample
 from .checkpoint import load_model
 from .features import StftConfig, istft, stft
 from .model import MaskNet, resolve_device
@@ -25,9 +26,8 @@ from .pipeline import (
     BLOCK_SECONDS,
     ChannelPipeline,
     check_audio,
+    enhance_array,
     enhance_file,
-    fit_length,
-    high_band,
 )
 
 __all__ = ["BLOCK_SECONDS", "ChannelPipeline", "Enhancer", "enhance_file"]
@@ -75,35 +75,21 @@ class Enhancer:
         out = istft(spec * mask, x.shape[-1], self.stft_cfg)
         return out[0].cpu().numpy(), mask[0].cpu().numpy()
 
-    def _channel(self, audio: np.ndarray, rate: int) -> np.ndarray:
-        n = audio.shape[-1]
-        if rate == MODEL_RATE:
-            return self.mask_16k(audio)[0]
-        low = resample(audio, rate, MODEL_RATE)
-        enhanced, mask = self.mask_16k(low)
-        out = fit_length(resample(enhanced, MODEL_RATE, rate), n)
-        # What the 16 kHz round trip loses: above 8 kHz for high rates, the anti-alias roll-off
-        # just below Nyquist for low rates. Keep it, scaled per frame by the mean mask of the
-        # model bands next to it, so strength 0 returns the input exactly.
-        residual = audio - fit_length(resample(low, MODEL_RATE, rate), n)
-        first, end = high_band(self.stft_cfg, rate)
-        frame_gain = mask[:, first:end].mean(axis=1)
-        frame_time = np.arange(len(frame_gain)) * self.stft_cfg.hop / MODEL_RATE
-        gain = np.interp(np.arange(n) / rate, frame_time, frame_gain)
-        return (out + gain.astype(np.float32) * residual).astype(np.float32)
-
     def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """Enhance ``audio: [samples]`` or ``[channels, samples]`` at ``sample_rate``; returns the
         same shape and length. Each channel is denoised on its own."""
         audio = check_audio(audio)
-        if audio.ndim == 1:
-            return self._channel(audio, sample_rate)
-        return np.stack([self._channel(ch, sample_rate) for ch in audio])
+        if sample_rate == self.stft_cfg.sample_rate:
+            if audio.ndim == 1:
+                return self.mask_16k(audio)[0]
+            return np.stack([self.mask_16k(ch)[0] for ch in audio])
+        return enhance_array(self, audio, sample_rate)
 
     def pipeline(self, rate: int) -> ChannelPipeline:
         """A block-wise enhancer for one channel at ``rate`` (bounded memory, same output)."""
         from .streaming import StreamingEnhancer
 
         return ChannelPipeline(
-            lambda band: StreamingEnhancer(self.model, self.stft_cfg, self.strength, band),
+            lambda band, rate: StreamingEnhancer(self.model, self.stft_cfg, self.strength, band,
+                                                 rate),
             self.stft_cfg, rate)

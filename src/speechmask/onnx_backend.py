@@ -28,7 +28,13 @@ import numpy as np
 import onnxruntime as ort
 
 from .atomic import write_atomic
-from .pipeline import ChannelPipeline, FrameStream, check_audio, enhance_array, sqrt_hann
+from .pipeline import (
+    ChannelPipeline,
+    FrameStream,
+    check_audio,
+    enhance_array,
+    sqrt_hann,
+)
 from .stft_config import StftConfig
 
 if TYPE_CHECKING:  # only for annotations: importing this module imports torch
@@ -342,17 +348,18 @@ def default_onnx_path() -> Path:
 
 
 class OnnxStreamingEnhancer(FrameStream):
-    """Causal chunk-wise enhancement of a mono 16 kHz stream with an ONNX model (no torch).
+    """Causal chunk-wise enhancement of a mono stream with an ONNX model (no torch).
 
     Same interface and output as :class:`speechmask.streaming.StreamingEnhancer`: ``process``
-    chunks of any size, ``flush`` at the end, fixed :attr:`latency` (512 samples = 32 ms, +256
-    per frame of look-ahead).
+    chunks of any size, ``flush`` at the end, fixed :attr:`latency` (32 ms, + 16 ms per frame
+    of look-ahead), at the model rate or a ``rate`` from
+    :func:`speechmask.pipeline.processing_rate`.
     """
 
     def __init__(self, model: OnnxMaskModel, strength: float = 1.0,
-                 gain_band: tuple[int, int] | None = None):
+                 gain_band: tuple[int, int] | None = None, rate: int | None = None):
         self.model = model
-        super().__init__(model.stft_cfg, strength, gain_band, model.lookahead)
+        super().__init__(model.stft_cfg, strength, gain_band, model.lookahead, rate)
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, strength: float = 1.0,
@@ -363,13 +370,12 @@ class OnnxStreamingEnhancer(FrameStream):
     def _reset_state(self) -> None:
         self.state: tuple[np.ndarray, ...] | None = None
 
-    def _masked_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        spec = np.fft.rfft(frames * self.window_np, axis=-1).astype(np.complex64)  # [K, F]
-        mask, self.state = self.model(np.abs(spec)[None], self.state)
-        spec = self.delay_spectra(spec)  # the frames the masks are for
-        mask = self.apply_strength(mask[0]).astype(np.float32)
-        out = np.fft.irfft(spec * mask, n=self.cfg.n_fft, axis=-1).astype(np.float32)
-        return out * self.window_np, mask
+    def _state_is_finite(self) -> bool:
+        return self.state is None or all(bool(np.isfinite(s).all()) for s in self.state)
+
+    def _network(self, mag: np.ndarray) -> np.ndarray:
+        mask, self.state = self.model(mag[None], self.state)
+        return mask[0]
 
 
 class OnnxEnhancer:
@@ -409,7 +415,7 @@ class OnnxEnhancer:
     def pipeline(self, rate: int) -> ChannelPipeline:
         """A block-wise enhancer for one channel at ``rate`` (bounded memory, same output)."""
         return ChannelPipeline(
-            lambda band: OnnxStreamingEnhancer(self.model, self.strength, band),
+            lambda band, rate: OnnxStreamingEnhancer(self.model, self.strength, band, rate),
             self.stft_cfg, rate)
 
     def __call__(self, audio: np.ndarray, sample_rate: int = MODEL_RATE) -> np.ndarray:

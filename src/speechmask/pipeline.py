@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import soxr
 
-from .audio import MODEL_RATE, AtomicAudioWriter, AudioError, open_audio, read_blocks
+from .audio import AtomicAudioWriter, AudioError, open_audio, read_blocks
 from .stft_config import StftConfig
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 # Model bins whose mean mask sets the gain of the band above 8 kHz: 6-8 kHz (bins 192-256 at
 # 31.25 Hz per bin), the part of the model's band closest in content to what lies above it.
 HIGH_BAND_FROM_HZ = 6000.0
+
+# Processing rate of input rates above 16 kHz whose 32 ms frame is not whole samples (22.05,
+# 44.1 kHz): 48 kHz keeps all of their band but what the resampler's roll-off takes.
+FALLBACK_RATE = 48_000
 
 # Block length for files: 10 s keeps memory flat (a few MB per channel) at any file length.
 BLOCK_SECONDS = 10.0
@@ -40,27 +44,114 @@ def sqrt_hann(n_fft: int) -> np.ndarray:
 
 
 def high_band(cfg: StftConfig, rate: int) -> tuple[int, int] | None:
-    """Model bins ``(first, end)`` whose mean mask scales what the 16 kHz round trip loses at
-    ``rate`` (None at the model rate): 6-8 kHz above 16 kHz, the top 20 % of the band below."""
-    if rate == MODEL_RATE:
+    """Model bins ``(first, end)`` whose mean mask scales what the model cannot see at ``rate``
+    (None at the model rate): 6-8 kHz above 16 kHz, the top 20 % of the band below."""
+    if rate == cfg.sample_rate:
         return None
     bin_hz = cfg.sample_rate / cfg.n_fft
-    top_hz = min(rate, MODEL_RATE) / 2
-    from_hz = HIGH_BAND_FROM_HZ if rate > MODEL_RATE else 0.8 * top_hz
-    return int(from_hz / bin_hz), int(top_hz / bin_hz) + 1
+    top_hz = min(rate, cfg.sample_rate) / 2
+    from_hz = HIGH_BAND_FROM_HZ if rate > cfg.sample_rate else 0.8 * top_hz
+    return int(from_hz / bin_hz), min(int(top_hz / bin_hz) + 1, cfg.n_freqs)
+
+
+# An empty top of the model band (content made at 16 kHz and upsampled, or a recording
+# resampled on the way: soxr leaves 7.6-8 kHz empty) makes the model, trained on full-band
+# speech, remove 4-8 kHz of speech. Above the model rate, a stream whose EMPTY_HZ band
+# stays below EMPTY_RATIO of the REFERENCE_HZ band (ratio smoothed over ~20 frames, then a peak
+# with a BAND_DECAY per frame, so full-band sound anywhere in the last few seconds marks the
+# recording full-band; corpus speech: median 0.65, upsampled 16 kHz speech: 0.02, at most 0.07)
+# is band-limited: the model's input magnitudes from FILL_FROM_HZ up are raised to FILL_LEVEL times
+# the frame's reference mean. Only the model's input changes; the mask is applied to the signal
+# as it is. At the model rate nothing changes: there, band-limited noise is a cue the model
+# uses (filling per frame costs 1 dB SNR on the valid set).
+FILL_FROM_HZ = 7500.0
+# 7.78-7.94 kHz: inside any resampler's transition band, clear of leakage from content at 8 kHz+.
+EMPTY_HZ = (7780.0, 7940.0)
+REFERENCE_HZ = (6500.0, 7500.0)
+EMPTY_RATIO = 0.12
+RATIO_SMOOTHING = 0.05
+FILL_LEVEL = 0.7
+BAND_DECAY = 0.995  # per 16 ms frame: the peak falls 10x in 7 s
+
+
+def top_band_ratio(mag: np.ndarray, cfg: StftConfig) -> np.ndarray:
+    """``mag: [K, F]`` -> ``[K]`` mean magnitude of the EMPTY_HZ bins over that of the
+    REFERENCE_HZ bins (0 for frames without energy there)."""
+    bin_hz = cfg.sample_rate / cfg.n_fft
+    d_lo, d_hi = (int(round(hz / bin_hz)) for hz in EMPTY_HZ)
+    lo, hi = (int(round(hz / bin_hz)) for hz in REFERENCE_HZ)
+    ref = mag[:, lo:hi].mean(axis=-1)
+    return np.where(ref > 1e-6, mag[:, d_lo:d_hi].mean(axis=-1) / np.maximum(ref, 1e-6), 0.0)
+
+
+def fill_top_band(mag: np.ndarray, cfg: StftConfig, frames: np.ndarray) -> np.ndarray:
+    """``mag: [K, F]`` with the top band (FILL_FROM_HZ up) of the ``frames: [K]`` (bool) raised
+    to FILL_LEVEL times the bins just below it, shifted up (the texture of the speech there)."""
+    bin_hz = cfg.sample_rate / cfg.n_fft
+    first = int(round(FILL_FROM_HZ / bin_hz))
+    width = mag.shape[-1] - first
+    out = np.array(mag, dtype=np.float32, copy=True)
+    if width <= 0 or width > first or not frames.any():
+        return out
+    source = FILL_LEVEL * out[:, first - width : first]
+    out[:, first:] = np.where(frames[:, None], np.maximum(out[:, first:], source),
+                              out[:, first:])
+    return out
+
+
+def _scaled_stft(cfg: StftConfig, rate: int) -> StftConfig | None:
+    """The STFT of ``cfg``'s frame and hop durations at ``rate`` (same 31.25 Hz bins), or None
+    when they are not whole samples there."""
+    n_fft, hop = cfg.n_fft * rate / cfg.sample_rate, cfg.hop * rate / cfg.sample_rate
+    if n_fft != int(n_fft) or hop != int(hop) or int(n_fft) % 2:
+        return None
+    return StftConfig(rate, int(n_fft), int(hop))
+
+
+def processing_rate(cfg: StftConfig, rate: int) -> int:
+    """The rate a channel at ``rate`` is enhanced at.
+
+    - at or below the model rate: the model rate (16 kHz; lower rates are upsampled);
+    - above it: ``rate`` itself when the model's frame and hop are whole samples there
+      (24, 32, 48, 96 kHz, ...), else 48 kHz (22.05 and 44.1 kHz are resampled to it).
+
+    Above the model rate the STFT runs at that rate with frames of the model's duration, so its
+    bins are the model's (31.25 Hz) and reach higher: the model gets the 0-8 kHz bins (scaled
+    to what a 16 kHz STFT gives), every bin above gets the mean mask of the model's 6-8 kHz
+    bins. A signal is never resampled down to 16 kHz, whose anti-alias filter empties
+    7.6-8 kHz: the model, trained on full-band 16 kHz speech, removes 4-8 kHz of speech it sees
+    with an empty top band (issue 22, item 1).
+    """
+    if rate <= cfg.sample_rate:
+        return cfg.sample_rate
+    return rate if _scaled_stft(cfg, rate) is not None else FALLBACK_RATE
+
+
+def processing_stft(cfg: StftConfig, rate: int) -> StftConfig:
+    """The STFT geometry at :func:`processing_rate` ``(cfg, rate)``."""
+    scaled = _scaled_stft(cfg, processing_rate(cfg, rate))
+    assert scaled is not None
+    return scaled
 
 
 class FrameStream:
-    """Causal chunk-wise enhancement of a mono 16 kHz stream; subclasses run the network.
+    """Causal chunk-wise enhancement of a mono stream; subclasses run the network.
+
+    The stream runs at the model rate (16 kHz), or at a higher ``rate`` of the same frame
+    duration (see :func:`processing_rate`): the model sees the 0-8 kHz bins, the bins above get
+    the mean mask of ``gain_band``.
 
     :meth:`process` takes chunks of any size and returns as many samples: the offline output
     delayed by :attr:`latency` samples (n_fft/2 look-ahead of the centred frame + one hop of
-    block buffering = 512 samples = 32 ms at 16 kHz, plus one hop per frame of the model's
-    look-ahead). :meth:`flush` returns the last ``latency`` samples at the end of a stream.
+    block buffering = 32 ms, plus one hop (16 ms) per frame of the model's look-ahead).
+    :meth:`flush` returns the last ``latency`` samples at the end of a stream.
 
     A model with look-ahead k returns, for the frames it is given, the masks of the frames k
-    earlier; the backend keeps the spectra of its last k frames to apply them to (see
+    earlier; the stream keeps the spectra of its last k frames to apply them to (see
     :meth:`delay_spectra`), and :meth:`flush` feeds k silent frames, as offline pads k.
+
+    Non-finite input samples are replaced by 0 (with a warning) before they reach the network,
+    so one bad chunk cannot poison the recurrent state of everything after it.
     """
 
     # Frames per network call when a chunk holds many (bounds memory for long chunks: 1024
@@ -68,18 +159,31 @@ class FrameStream:
     MAX_FRAMES_PER_CALL = 1024
 
     def __init__(self, stft_cfg: StftConfig, strength: float = 1.0,
-                 gain_band: tuple[int, int] | None = None, lookahead: int = 0):
-        """``gain_band = (first_bin, end_bin)``: also record, per frame, the mean of the applied
-        mask over those bins in :attr:`frame_gains` (used to scale audio above the model band).
-        ``lookahead``: the model's (frames).
+                 gain_band: tuple[int, int] | None = None, lookahead: int = 0,
+                 rate: int | None = None):
+        """``stft_cfg``: the model's STFT. ``gain_band = (first_bin, end_bin)``: model bins whose
+        mean applied mask scales every bin above the model's band, recorded per frame in
+        :attr:`frame_gains` (also used to scale audio above the stream's band).
+        ``lookahead``: the model's (frames). ``rate``: the stream's sample rate (default: the
+        model's; else one :func:`processing_rate` returns).
         """
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
-        self.cfg = stft_cfg
+        self.model_cfg = stft_cfg
+        rate = stft_cfg.sample_rate if rate is None else rate
+        scaled = stft_cfg if rate == stft_cfg.sample_rate else _scaled_stft(stft_cfg, rate)
+        if scaled is None or rate < stft_cfg.sample_rate:
+            raise ValueError(f"cannot stream at {rate} Hz: the model's {stft_cfg.frame_ms:g} ms "
+                             "frame is not whole samples there")
+        self.cfg = scaled
+        # STFT magnitudes grow with the samples per frame: scaled back to the model's.
+        self.scale = rate / stft_cfg.sample_rate
         self.lookahead = lookahead
         self.strength = strength
+        if gain_band is None and rate > stft_cfg.sample_rate:
+            gain_band = high_band(stft_cfg, rate)
         self.gain_band = gain_band
-        self.window_np = sqrt_hann(stft_cfg.n_fft)
+        self.window_np = sqrt_hann(self.cfg.n_fft)
         self.reset()
 
     # -- what a backend provides -------------------------------------------------------------
@@ -87,31 +191,66 @@ class FrameStream:
         """Forget the network's recurrent state."""
         raise NotImplementedError
 
+    def _network(self, mag: np.ndarray) -> np.ndarray:
+        """``mag: [K, F]`` model-scale magnitudes of K new frames -> raw masks ``[K, F]`` of the
+        K frames ``lookahead`` earlier; advances the recurrent state by K frames."""
+        raise NotImplementedError
+
+    def _state_is_finite(self) -> bool:
+        """Whether the recurrent state holds only finite numbers."""
+        return True
+
+    # -- shared ------------------------------------------------------------------------------
     def _masked_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``frames: [K, n_fft]`` raw samples (time order) -> (windowed iFFT of the masked
-        spectrum ``[K, n_fft]``, the applied mask ``[K, F]`` with strength already in it), both
-        for the K frames ``lookahead`` frames earlier; advances the recurrent state by K frames.
-        """
-        raise NotImplementedError
+        spectrum ``[K, n_fft]``, the applied model-band mask ``[K, F]``), both for the K frames
+        ``lookahead`` earlier."""
+        f_model = self.model_cfg.n_freqs
+        spec = np.fft.rfft(frames * self.window_np, axis=-1).astype(np.complex64)  # [K, F_rate]
+        mag = np.abs(spec[:, :f_model])
+        if self.scale != 1.0:
+            mag = mag / np.float32(self.scale)
+        if self.scale != 1.0:  # above the model rate: fill an empty top band
+            mag = fill_top_band(mag, self.model_cfg, self._band_limited(mag))
+        mask = self._network(np.ascontiguousarray(mag, dtype=np.float32))
+        if not (np.all(np.isfinite(mask)) and self._state_is_finite()):
+            log.warning("the network produced NaN/inf; its state is reset and those frames "
+                        "are passed through")
+            self._reset_state()
+            mask = np.ones_like(mask)
+        mask = np.asarray(self.apply_strength(mask), dtype=np.float32)
+        spec = self.delay_spectra(spec)  # the frames the masks are for
+        if spec.shape[1] > f_model:
+            full = np.empty(spec.shape, np.float32)
+            full[:, :f_model] = mask
+            first, end = self.gain_band or high_band(self.model_cfg, self.cfg.sample_rate)
+            full[:, f_model:] = mask[:, first:end].mean(axis=1, keepdims=True)
+        else:
+            full = mask
+        out = np.fft.irfft(spec * full, n=self.cfg.n_fft, axis=-1).astype(np.float32)
+        return out * self.window_np, mask
+
+    def _band_limited(self, mag: np.ndarray) -> np.ndarray:
+        """``[K]`` bool: whether the stream is band-limited at each of these frames (see
+        EMPTY_RATIO); updates the decaying peak of the top band's level."""
+        flags = np.empty(len(mag), bool)
+        for i, ratio in enumerate(top_band_ratio(mag, self.model_cfg)):
+            self._top_ratio += RATIO_SMOOTHING * (float(ratio) - self._top_ratio)
+            self._top_peak = max(self._top_ratio, self._top_peak * BAND_DECAY)
+            flags[i] = self._top_peak < EMPTY_RATIO
+        return flags
 
     def delay_spectra(self, spec: Any) -> Any:
         """``spec: [K, F]`` of the frames just given -> the spectra of the K frames
-        ``lookahead`` earlier (zeros before the stream's first frame). Works on numpy arrays
-        and torch tensors alike (the backend's FFT output)."""
+        ``lookahead`` earlier (zeros before the stream's first frame)."""
         if not self.lookahead:
             return spec
         if self._spectra is None:  # silence before the stream's first frame
-            self._spectra = (spec[:1] * 0)[[0] * self.lookahead]
-        if isinstance(spec, np.ndarray):
-            joined = np.concatenate([self._spectra, spec])
-        else:  # a torch tensor: torch is there
-            import torch
-
-            joined = torch.cat([self._spectra, spec])
+            self._spectra = np.zeros((self.lookahead, spec.shape[1]), spec.dtype)
+        joined = np.concatenate([self._spectra, spec])
         self._spectra = joined[len(spec):]
         return joined[: len(spec)]
 
-    # -- shared ------------------------------------------------------------------------------
     @property
     def latency(self) -> int:
         """Fixed delay of the output stream, in samples (see StftConfig.stream_latency)."""
@@ -130,6 +269,7 @@ class FrameStream:
         # Overlap-add accumulator; index 0 is the first output position not yet complete.
         self._ola = np.zeros(self.cfg.n_fft, np.float32)
         self._frames_done = 0  # frames given to the network
+        self._top_ratio = self._top_peak = 0.0  # band-limited until the top band shows
         self.frame_gains: list[float] = []
         self._received = 0
         # Spectra of the last `lookahead` frames (see delay_spectra).
@@ -186,6 +326,9 @@ class FrameStream:
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Feed ``chunk: [n]`` samples; returns ``[n]`` samples of the delayed output stream."""
         chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        if not np.all(np.isfinite(chunk)):
+            log.warning("NaN/inf input samples replaced by 0")
+            chunk = np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
         self._received += len(chunk)
         self._pending = np.concatenate([self._pending, chunk])
         self._run_available()
@@ -240,36 +383,48 @@ class FrameStream:
 class ChannelPipeline:
     """One channel of any rate through the model in blocks, carrying all state across blocks.
 
-    resample to 16 kHz -> :class:`FrameStream` (latency removed) -> resample back, plus the part
-    of the input the 16 kHz round trip loses (above 8 kHz for 44.1/48 kHz input), scaled per
-    frame by the mean applied mask of the model bands next to it (see :func:`high_band`), so
-    hiss up there is attenuated when the model attenuates the top of its band, air and
-    sibilance of speech survive when it keeps it, and strength 0 returns the input exactly.
+    resample to the :func:`processing_rate` (none for 16, 24, 32, 48, 96 kHz; 16 kHz for lower
+    rates, 48 kHz for 22.05/44.1 kHz) -> :class:`FrameStream` (latency removed) -> resample
+    back, plus the part of the input the round trip loses (the resampler's roll-off below the
+    Nyquist of the lower rate), scaled per frame by the mean applied mask of the model bands
+    next to it (see :func:`high_band`), so strength 0 returns the input exactly.
     soxr's streaming resampler gives exactly the whole-signal result, so the concatenated output
-    equals ``Enhancer(audio, rate)`` for any blocking (tested).
+    does not depend on the blocking (tested).
     """
 
-    def __init__(self, make_stream: Callable[[tuple[int, int] | None], FrameStream],
+    def __init__(self, make_stream: Callable[[tuple[int, int] | None, int], FrameStream],
                  stft_cfg: StftConfig, rate: int):
-        """``make_stream(gain_band)`` builds the backend's :class:`FrameStream`."""
+        """``make_stream(gain_band, stream_rate)`` builds the backend's :class:`FrameStream`."""
+        if rate <= 0:
+            raise ValueError(f"sample rate must be positive, got {rate}")
         self.rate = rate
-        self.resampled = rate != MODEL_RATE
-        self.stream = make_stream(high_band(stft_cfg, rate))
+        self.stream_rate = processing_rate(stft_cfg, rate)
+        self.resampled = rate != self.stream_rate
+        self.stream = make_stream(high_band(stft_cfg, rate), self.stream_rate)
         self._to_drop = self.stream.latency
-        self._frame_seconds = stft_cfg.hop / MODEL_RATE
+        self._frame_seconds = self.stream.cfg.hop / self.stream_rate
         if self.resampled:
             def make(a: int, b: int) -> soxr.ResampleStream:
                 return soxr.ResampleStream(a, b, 1, dtype="float32", quality="VHQ")
 
             self._down, self._up, self._round_trip = (
-                make(rate, MODEL_RATE), make(MODEL_RATE, rate), make(MODEL_RATE, rate))
+                make(rate, self.stream_rate), make(self.stream_rate, rate),
+                make(self.stream_rate, rate))
         self._input = self._enhanced = self._low = np.zeros(0, np.float32)
         self._emitted = 0
+
+    @property
+    def latency_ms(self) -> float:
+        """The algorithmic latency of the stream (the resamplers add their own buffering)."""
+        return self.stream.latency_ms
 
     def push(self, block: np.ndarray, last: bool = False) -> np.ndarray:
         """Feed the next ``block: [n]`` of input; returns the output that is complete so far.
         After the ``last`` block, everything has been returned (as many samples as were fed)."""
-        block = np.asarray(block, dtype=np.float32)
+        block = np.asarray(block, dtype=np.float32).reshape(-1)
+        if not np.all(np.isfinite(block)):
+            log.warning("NaN/inf input samples replaced by 0")
+            block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
         low = self._down.resample_chunk(block, last=last) if self.resampled else block
         enhanced = self.stream.process(low)
         if last:
