@@ -96,3 +96,28 @@ def test_same_mixture_same_snr_at_high_rate(shipped, rate):
     high = np.mean([snr_db(fft_resample(p.clean, 16000, rate),
                            shipped(fft_resample(p.noisy, 16000, rate), rate)) for p in pairs])
     assert abs(high - at16) < 0.5, (at16, high)
+
+
+@pytest.mark.parametrize("peak_dbfs", [-20, -40, -50])
+@pytest.mark.parametrize("rate", [16000, 48000])
+def test_quiet_clean_speech_is_left_alone(shipped, peak_dbfs, rate):
+    """Item 9: clean speech peaking at -20/-40/-50 dBFS comes back at >= 20 dB SNR against
+    itself, its level within 1 dB (the model's input, not the signal, is brought up)."""
+    from speechmask.metrics import snr_db
+
+    x = corpus_speech(6.0, peak=10 ** (peak_dbfs / 20))
+    if rate != 16000:
+        x = fft_resample(x, 16000, rate)
+    y = shipped(x, rate)
+    assert snr_db(x, y) >= 20
+    assert abs(10 * np.log10(np.sum(y**2) / np.sum(x**2))) < 1
+
+
+def test_quiet_streaming_matches_offline(shipped):
+    """The level gains are causal: a stream gives the offline output (after its latency)."""
+    from speechmask.onnx_backend import OnnxStreamingEnhancer
+
+    x = corpus_speech(3.0, peak=10 ** (-50 / 20))
+    offline = shipped(x, 16000)
+    stream = OnnxStreamingEnhancer(shipped.model)
+    assert np.max(np.abs(stream.enhance(x, chunk=333) - offline)) < 1e-6

@@ -25,9 +25,13 @@ from .model import MaskNet, resolve_device
 from .pipeline import (
     BLOCK_SECONDS,
     ChannelPipeline,
-    check_audio,
+    MultiChannelStream,
+    check_rate,
     enhance_array,
     enhance_file,
+    level_gains_offline,
+    mask_floor,
+    with_floor,
 )
 
 __all__ = ["BLOCK_SECONDS", "ChannelPipeline", "Enhancer", "enhance_file"]
@@ -43,11 +47,14 @@ class Enhancer:
     """
 
     def __init__(self, model: MaskNet, stft_cfg: StftConfig, strength: float = 1.0,
-                 info: dict | None = None, device: str | torch.device = "cpu"):
+                 info: dict | None = None, device: str | torch.device = "cpu",
+                 atten_lim_db: float | None = None):
         """``device``: ``cpu``, ``cuda`` or ``auto`` (CUDA when present); audio in and out
-        stays numpy on the CPU."""
+        stays numpy on the CPU. ``atten_lim_db``: remove at most this many dB anywhere (None:
+        no limit)."""
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
+        self.floor = mask_floor(atten_lim_db)
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = model.eval().to(self.device)
         self.stft_cfg = stft_cfg
@@ -56,11 +63,12 @@ class Enhancer:
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, strength: float = 1.0,
-             device: str | torch.device = "cpu") -> Enhancer:
+             device: str | torch.device = "cpu",
+             atten_lim_db: float | None = None) -> Enhancer:
         """Load a checkpoint (default: the shipped pretrained model)."""
         model, stft_cfg, payload = load_model(path)
         info = {k: payload.get(k) for k in ("metrics", "train_config")}
-        return cls(model, stft_cfg, strength, info, device)
+        return cls(model, stft_cfg, strength, info, device, atten_lim_db)
 
     @torch.no_grad()
     def mask_16k(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,26 +78,42 @@ class Enhancer:
         """
         x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
         spec = stft(x.to(self.device), self.stft_cfg)
-        mask = self.model.offline(spec.abs())
+        gains = torch.from_numpy(level_gains_offline(audio, self.stft_cfg)).to(self.device)
+        mask = self.model.offline(spec.abs() * gains[None, :, None])
         mask = 1.0 - self.strength * (1.0 - mask)
+        if self.floor:
+            mask = mask.clamp(min=self.floor)
         out = istft(spec * mask, x.shape[-1], self.stft_cfg)
         return out[0].cpu().numpy(), mask[0].cpu().numpy()
 
-    def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        """Enhance ``audio: [samples]`` or ``[channels, samples]`` at ``sample_rate``; returns the
-        same shape and length. Each channel is denoised on its own."""
-        audio = check_audio(audio)
-        if sample_rate == self.stft_cfg.sample_rate:
-            if audio.ndim == 1:
-                return self.mask_16k(audio)[0]
-            return np.stack([self.mask_16k(ch)[0] for ch in audio])
-        return enhance_array(self, audio, sample_rate)
+    def __call__(self, audio: np.ndarray, sample_rate: int,
+                 channels_first: bool | None = None) -> np.ndarray:
+        """Enhance ``audio`` at ``sample_rate`` (an int, Hz); returns float32 of the same shape
+        and length.
+
+        ``audio``: ``[samples]``, ``[samples, channels]`` (what ``soundfile.read`` returns) or
+        ``[channels, samples]``; float, or integer PCM (int16/int32/uint8, scaled to [-1, 1)).
+        For 2-D input the shorter axis is the channel axis, or say which it is with
+        ``channels_first``. Each channel is denoised on its own.
+        """
+        rate = check_rate(sample_rate)
+        whole = None
+        if rate == self.stft_cfg.sample_rate:
+            def whole(channel: np.ndarray) -> np.ndarray:
+                return self.mask_16k(channel)[0]
+        return enhance_array(self, audio, rate, channels_first, whole)
+
+    def stream(self, sample_rate: int, channels: int = 1) -> MultiChannelStream:
+        """Live enhancement at any rate and channel count: ``process([n, channels] chunk)``
+        returns the output completed so far, ``flush()`` the rest (see
+        :class:`speechmask.pipeline.MultiChannelStream`)."""
+        return MultiChannelStream(self, sample_rate, channels)
 
     def pipeline(self, rate: int) -> ChannelPipeline:
         """A block-wise enhancer for one channel at ``rate`` (bounded memory, same output)."""
         from .streaming import StreamingEnhancer
 
         return ChannelPipeline(
-            lambda band, rate: StreamingEnhancer(self.model, self.stft_cfg, self.strength, band,
-                                                 rate),
+            lambda band, rate: with_floor(StreamingEnhancer(
+                self.model, self.stft_cfg, self.strength, band, rate), self.floor),
             self.stft_cfg, rate)
