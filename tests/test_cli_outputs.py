@@ -233,3 +233,47 @@ def test_residual_and_atten_lim_flags(capsys, tmp_path, onnx_model):
     code, _, err = run(capsys, "-q", "enhance", src, "-o", tmp_path / "p.wav", "--model",
                        onnx_model, "--atten-lim-db", "-1")
     assert code == 1 and "--atten-lim-db" in err
+
+
+def test_loudness_matches_the_time_domain_filter():
+    """The frequency-domain K-weighting gives the BS.1770 figure of scipy's lfilter."""
+    signal = pytest.importorskip("scipy.signal")
+    from speechmask.loudness import integrated_loudness
+
+    rate = 48000
+    x = np.random.default_rng(0).standard_normal(rate * 3) * 0.05
+    x[: rate // 2] *= 0.001  # a quiet start, gated out
+    g, q, fc = 4.0, 1 / np.sqrt(2), 1500.0
+    a_, w0 = 10 ** (g / 40), 2 * np.pi * fc / rate
+    al, c = np.sin(w0) / (2 * q), np.cos(w0)
+    r = 2 * np.sqrt(a_) * al
+    y = signal.lfilter([a_ * ((a_ + 1) + (a_ - 1) * c + r), -2 * a_ * ((a_ - 1) + (a_ + 1) * c),
+                        a_ * ((a_ + 1) + (a_ - 1) * c - r)],
+                       [(a_ + 1) - (a_ - 1) * c + r, 2 * ((a_ - 1) - (a_ + 1) * c),
+                        (a_ + 1) - (a_ - 1) * c - r], x)
+    w0 = 2 * np.pi * 38 / rate
+    al, c = np.sin(w0), np.cos(w0)
+    y = signal.lfilter([(1 + c) / 2, -(1 + c), (1 + c) / 2], [1 + al, -2 * c, 1 - al], y)
+    z = np.array([np.mean(y[i : i + 19200] ** 2) for i in range(0, len(y) - 19199, 4800)])
+    loud = -0.691 + 10 * np.log10(z)
+    kept = z[loud > -70]
+    kept = z[(loud > -70) & (loud > -0.691 + 10 * np.log10(kept.mean()) - 10)]
+    assert integrated_loudness(x, rate) == pytest.approx(-0.691 + 10 * np.log10(kept.mean()),
+                                                         abs=0.1)
+
+
+def test_loudness_flag(capsys, tmp_path, onnx_model):
+    from speechmask.loudness import integrated_loudness
+
+    src = tmp_path / "in.wav"
+    sf.write(src, _noise(rate=44100, seconds=2.0, channels=2, scale=0.01), 44100,
+             subtype="PCM_24")
+    code, _, err = run(capsys, "-q", "enhance", src, "-o", tmp_path / "o.wav", "--model",
+                       onnx_model, "--loudness", "-20")
+    assert code == 0, err
+    out, rate = sf.read(tmp_path / "o.wav", always_2d=True)
+    assert sf.info(tmp_path / "o.wav").subtype == "PCM_24"
+    assert integrated_loudness(out.T, rate) == pytest.approx(-20, abs=0.2)
+    code, _, err = run(capsys, "-q", "enhance", src, "-o", tmp_path / "p.wav", "--model",
+                       onnx_model, "--loudness", "5")
+    assert code == 1 and "--loudness" in err

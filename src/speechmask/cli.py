@@ -673,6 +673,9 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         raise UserError(f"--strength must be between 0 and 1, got {args.strength}")
     if args.atten_lim_db is not None and not args.atten_lim_db >= 0:
         raise UserError(f"--atten-lim-db must be >= 0 dB, got {args.atten_lim_db}")
+    if args.loudness is not None and not -70 < args.loudness < 0:
+        raise UserError(f"--loudness is a target in LUFS between -70 and 0 (e.g. -16), got "
+                        f"{args.loudness}")
     if args.jobs < 0:
         raise UserError(f"--jobs must be >= 0 (0 = one per core), got {args.jobs}")
     if args.report and Path(args.report).suffix.lower() not in (".csv", ".json"):
@@ -703,6 +706,14 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
     def report(src: Path, dst: Path, info: dict | None, error: str | None) -> None:
         nonlocal done, failed, seconds
+        if info is not None and args.loudness is not None:
+            from .loudness import normalise_file
+
+            try:
+                before, gain_db = normalise_file(dst, args.loudness)
+                info = {**info, "loudness_before": before, "loudness_gain_db": gain_db}
+            except AudioError as err:
+                info, error = None, f"{err} (loudness normalisation)"
         if info is None:
             failed += 1
             rows[src].update(status="failed", error=error)
@@ -1273,6 +1284,10 @@ def build_parser(training: bool = True) -> argparse.ArgumentParser:
                     help="sample format: PCM_16, PCM_24, PCM_32, FLOAT, ... (default: the "
                     "input's when the output format holds it, e.g. 24-bit and float WAV stay "
                     "so; else 16-bit). Samples above full scale survive only in FLOAT")
+    en.add_argument("--loudness", type=float, default=None, metavar="LUFS",
+                    help="normalise each output to this integrated loudness (ITU-R BS.1770, "
+                    "e.g. -16 for podcasts, -23 for broadcast); a PCM output is not raised "
+                    "past a -1 dBFS peak")
     en.add_argument("--residual", action="store_true",
                     help="also write what was removed (input minus output) as "
                     "NAME.residual.EXT next to each output")
