@@ -319,6 +319,8 @@ class FrameStream:
 
     # Lowest gain of the applied mask (``--atten-lim-db``: 10 ** (-dB / 20); 0 = no limit).
     floor = 0.0
+    # Whether to record frame_gains (a ChannelPipeline that does not resample needs none).
+    keep_gains = True
 
     def apply_strength(self, mask: Any) -> Any:
         """``1 - strength * (1 - mask)``: strength 0 is the input, 1 the full mask; then at
@@ -345,7 +347,7 @@ class FrameStream:
         """Run ``frames: [K, n_fft]`` through the network; overlap-add and queue the output."""
         n_fft, hop = self.cfg.n_fft, self.cfg.hop
         out_frames, mask = self._masked_frames(frames)
-        if self.gain_band is not None:
+        if self.gain_band is not None and self.keep_gains:
             cut = min(self._gains_skip, len(mask))
             self._gains_skip -= cut
             self.frame_gains.extend(
@@ -452,6 +454,9 @@ class ChannelPipeline:
                 make(self.stream_rate, rate))
         self._input = self._enhanced = self._low = np.zeros(0, np.float32)
         self._emitted = 0
+        self._gains_dropped = 0  # frame_gains already dropped from the front
+        # Above the model rate nothing reads the per-frame gains: do not collect them.
+        self.stream.keep_gains = self.resampled
 
     @property
     def latency_ms(self) -> float:
@@ -486,7 +491,14 @@ class ChannelPipeline:
             return np.zeros(0, np.float32)
         gains = np.asarray(self.stream.frame_gains, dtype=np.float64)
         times = (self._emitted + np.arange(n)) / self.rate
-        gain = np.interp(times, np.arange(len(gains)) * self._frame_seconds, gains)
+        first = self._gains_dropped
+        gain = np.interp(times, (first + np.arange(len(gains))) * self._frame_seconds, gains)
+        # Gains of frames wholly before the next output are not needed again: a live stream
+        # keeps a few, not one per 16 ms since it started.
+        drop = int((self._emitted + n) / self.rate / self._frame_seconds) - 2 - first
+        if drop > 0:
+            del self.stream.frame_gains[:drop]
+            self._gains_dropped += drop
         out = self._enhanced[:n] + gain.astype(np.float32) * (self._input[:n] - self._low[:n])
         self._input, self._enhanced, self._low = (
             self._input[n:], self._enhanced[n:], self._low[n:])
