@@ -233,6 +233,13 @@ def test_residual_and_atten_lim_flags(capsys, tmp_path, onnx_model):
     code, _, err = run(capsys, "-q", "enhance", src, "-o", tmp_path / "p.wav", "--model",
                        onnx_model, "--atten-lim-db", "-1")
     assert code == 1 and "--atten-lim-db" in err
+    # Neither an output nor a residual ever replaces an input.
+    sf.write(tmp_path / "q.residual.wav", x, 44100)
+    before = (tmp_path / "q.residual.wav").read_bytes()
+    code, _, err = run(capsys, "-q", "enhance", src, tmp_path / "q.residual.wav", "-o",
+                       tmp_path, "--model", onnx_model, "--residual", "--overwrite")
+    assert code == 1 and "overwrite an input" in err
+    assert (tmp_path / "q.residual.wav").read_bytes() == before
 
 
 def test_loudness_matches_the_time_domain_filter():

@@ -688,9 +688,12 @@ def cmd_enhance(args: argparse.Namespace) -> int:
                             "PCM_24, PCM_32, FLOAT, ...)")
     jobs = _plan_outputs(args)
     inputs = {s.resolve() for s, _ in jobs}
+    from .pipeline import residual_path
+
     for _, dst in jobs:
-        if dst.resolve() in inputs:
-            raise UserError(f"{dst}: output would overwrite an input; choose another -o")
+        for target in (dst, residual_path(dst)) if args.residual else (dst,):
+            if target.resolve() in inputs:
+                raise UserError(f"{target}: output would overwrite an input; choose another -o")
     rows: dict[Path, dict] = {src: {"input": str(src), "output": str(dst)} for src, dst in jobs}
     todo = []
     for src, dst in jobs:
