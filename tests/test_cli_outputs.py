@@ -55,7 +55,7 @@ def test_same_stem_different_formats_in_one_folder(capsys, tmp_path, onnx_model)
     assert names == ["episode-flac.wav", "episode-wav.wav"] and "2 file(s) enhanced" in stdout
 
 
-@pytest.mark.parametrize("name", ["x.flac", "x.ogg", "x.mp3", "x.wav", "x.aiff"])
+@pytest.mark.parametrize("name", ["x.flac", "x.ogg", "x.mp3", "x.wav", "x.aiff", "x.m4a"])
 def test_output_with_audio_extension_is_a_file(capsys, tmp_path, onnx_model, name):
     """Item 7: -o x.ogg / x.mp3 writes that file in that format, not a folder."""
     src = tmp_path / "in.wav"
@@ -64,6 +64,12 @@ def test_output_with_audio_extension_is_a_file(capsys, tmp_path, onnx_model, nam
                        onnx_model)
     assert code == 0, err
     assert (tmp_path / name).is_file()
+    if name.endswith(".m4a"):
+        from speechmask.media import MediaReader
+
+        with MediaReader(tmp_path / name) as reader:
+            assert reader.samplerate == 16000 and abs(len(reader.read(10**6)) - 4800) <= 2048
+        return
     info = sf.info(tmp_path / name)
     assert info.samplerate == 16000 and abs(info.frames - 4800) <= 1152  # mp3 may pad
 
@@ -175,8 +181,8 @@ def _encode_aac(path, audio, rate, container_format=None):
 
 @pytest.mark.parametrize("name", ["talk.m4a", "clip.mp4", "clip.mkv"])
 def test_m4a_and_video_audio_tracks(capsys, caplog, tmp_path, onnx_model, name):
-    """Item 6: M4A and the audio track of video files are enhanced (to WAV, said so), in a
-    folder run too: never a silent skip."""
+    """Item 6: M4A and the audio track of video files are enhanced (to WAV, said so; .m4a
+    with -o x.m4a), in a folder run too: never a silent skip."""
     caplog.set_level("INFO")
     src = tmp_path / "in"
     src.mkdir()
@@ -190,7 +196,10 @@ def test_m4a_and_video_audio_tracks(capsys, caplog, tmp_path, onnx_model, name):
     out = tmp_path / "out" / (name.rsplit(".", 1)[0] + ".wav")
     info = sf.info(out)
     assert info.samplerate == 48000 and info.channels == 2
-    assert abs(info.frames - 24000) <= 2048  # AAC priming / padding
+    assert abs(info.frames - 24000) <= 2048  # AAC priming / padding of the input
+    code, _, err = run(capsys, "-q", "enhance", src / name, "-o", tmp_path / "one.m4a",
+                       "--model", onnx_model)
+    assert code == 0 and (tmp_path / "one.m4a").is_file(), err
 
 
 def test_media_without_pyav_is_a_clear_failure(capsys, tmp_path, onnx_model, monkeypatch):

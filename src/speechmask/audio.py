@@ -16,7 +16,7 @@ import soundfile as sf
 import soxr
 
 from .atomic import new_file_mode
-from .media import MEDIA_EXTENSIONS, MediaError, MediaReader
+from .media import MEDIA_EXTENSIONS, AtomicM4aWriter, MediaError, MediaReader
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +31,38 @@ _WRITE_FORMATS = {
     ".aif": ("AIFF", "PCM_16"), ".ogg": ("OGG", "VORBIS"), ".oga": ("OGG", "VORBIS"),
     ".mp3": ("MP3", "MPEG_LAYER_III"), ".opus": ("OGG", "OPUS"),
 }
-WRITE_EXTENSIONS = tuple(_WRITE_FORMATS)
+WRITE_EXTENSIONS = (*_WRITE_FORMATS, ".m4a")  # .m4a: AAC through PyAV (speechmask.media)
 # Subtypes that hold samples above full scale (everything else is clipped to [-1, 1]).
 FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
 # The rates libsndfile's Opus encoder takes.
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 
 
+def open_writer(path: str | os.PathLike, rate: int, channels: int, overwrite: bool = True,
+                subtype: str | None = None) -> AtomicAudioWriter | AtomicM4aWriter:
+    """An atomic writer for ``path``: AAC through PyAV for ``.m4a``, libsndfile otherwise."""
+    path = Path(path)
+    if path.suffix.lower() != ".m4a":
+        return AtomicAudioWriter(path, rate, channels, overwrite, subtype)
+    if path.exists() and not overwrite:
+        raise AudioError(path, "output exists; pass --overwrite to replace it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return AtomicM4aWriter(path, rate, channels)
+    except MediaError as err:
+        raise AudioError(path, str(err)) from None
+    except OSError as err:
+        raise AudioError(path, f"cannot write here ({err.strerror or err})") from None
+
+
 def output_subtype(ext: str, source_subtype: str | None, requested: str | None = None) -> str:
     """The subtype to write an ``ext`` file with: ``requested`` (checked), else the source
     file's when that format holds it (a 24-bit or float WAV stays 24-bit or float), else the
     format's default (PCM_16; float into FLAC, which has no float: PCM_24)."""
+    if ext.lower() == ".m4a":
+        if requested and requested.upper() != "AAC":
+            raise ValueError(f"--subtype {requested} cannot be written to .m4a files (AAC)")
+        return "AAC"
     fmt, default = _WRITE_FORMATS[ext.lower()]
     if requested:
         requested = requested.upper()

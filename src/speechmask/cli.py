@@ -543,11 +543,14 @@ def _plan_outputs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
 
     jobs = []
     for src, rel in files:
+        media = src.suffix.lower() in MEDIA_EXTENSIONS
         ext = "." + args.format if args.format else (
             src.suffix.lower() if src.suffix.lower() in _KEPT_SUFFIXES else ".wav")
         jobs.append((src, out / rel.with_suffix(ext)))
-        if src.suffix.lower() in MEDIA_EXTENSIONS and not args.format:
-            log.info("%s: its audio track is written as %s (WAV; choose with --format)", src,
+        if media and not args.format:
+            # WAV, not AAC: AAC's encoder priming would make the output longer than the input
+            # and shift it by ~21 ms against the video; --format m4a when size matters more.
+            log.info("%s: its audio track is written as %s (WAV; --format m4a for AAC)", src,
                      jobs[-1][1])
     return _unique_outputs(jobs)
 
@@ -1271,8 +1274,8 @@ def build_parser(training: bool = True) -> argparse.ArgumentParser:
     en.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders")
     en.add_argument("-o", "--output", required=True,
                     help="output file when it ends in an audio extension (.wav, .flac, .ogg, "
-                    ".mp3, .opus, .aiff: the format), for one input file; else a folder (folder "
-                    "inputs keep their tree; outputs with the same name get a suffix)")
+                    ".mp3, .opus, .aiff, .m4a: the format), for one input file; else a folder "
+                    "(folder inputs keep their tree; outputs with the same name get a suffix)")
     en.add_argument("--model", default=None,
                     help="checkpoint .pt or exported .onnx (default: shipped model)")
     en.add_argument("--strength", type=float, default=1.0,
@@ -1280,9 +1283,9 @@ def build_parser(training: bool = True) -> argparse.ArgumentParser:
     en.add_argument("--atten-lim-db", type=float, default=None, metavar="DB",
                     help="remove at most DB dB anywhere (e.g. 12: noise is lowered, never "
                     "gated; default: no limit)")
-    en.add_argument("--format", choices=("wav", "flac", "aiff", "ogg", "mp3", "opus"),
+    en.add_argument("--format", choices=("wav", "flac", "aiff", "ogg", "mp3", "opus", "m4a"),
                     default=None, help="output format for a folder -o (default: keep "
-                    ".wav/.flac/.aiff, else .wav)")
+                    ".wav/.flac/.aiff, else .wav; m4a is AAC, up to ~2k samples longer)")
     en.add_argument("--subtype", default=None, metavar="SUBTYPE",
                     help="sample format: PCM_16, PCM_24, PCM_32, FLOAT, ... (default: the "
                     "input's when the output format holds it, e.g. 24-bit and float WAV stay "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import FLOAT_SUBTYPES, AtomicAudioWriter, AudioError, open_audio, read_blocks
+from .audio import FLOAT_SUBTYPES, AudioError, open_audio, open_writer, read_blocks
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def normalise_file(path: str | os.PathLike, target_lufs: float, block_seconds: f
         gain_db = limited
     gain = 10 ** (gain_db / 20)
     with open_audio(path) as handle, \
-            AtomicAudioWriter(path, rate, channels, True, subtype) as writer:
+            open_writer(path, rate, channels, True, subtype) as writer:
         for block in read_blocks(handle, path, max(1, int(block_seconds * rate))):
             writer.write(block * gain)
         if writer.frames == 0:

@@ -103,3 +103,77 @@ class MediaReader:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0][:160] if text else type(err).__name__
+
+
+class AtomicM4aWriter:
+    """AAC in an .m4a file, block by block, to a hidden temporary file renamed on
+    :meth:`commit` (the interface of :class:`speechmask.audio.AtomicAudioWriter`)."""
+
+    subtype = "AAC"
+
+    def __init__(self, path: Path, rate: int, channels: int, bit_rate: int | None = None):
+        if not have_pyav():
+            raise MediaError("writing .m4a needs PyAV: pip install 'speechmask[media]' (or "
+                             "write .wav/.flac/.ogg/.mp3)")
+        import tempfile
+
+        import av
+
+        from .atomic import new_file_mode
+
+        self.path, self.channels, self.frames = Path(path), channels, 0
+        self.clipped, self.peak = 0, 0.0
+        if channels > 2:
+            raise MediaError(f"{channels} channels: .m4a here takes mono or stereo; write "
+                             ".wav or .flac")
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part",
+                                   dir=self.path.parent)
+        os.close(fd)
+        os.chmod(tmp, new_file_mode())
+        self.tmp = Path(tmp)
+        try:
+            self._container = av.open(str(self.tmp), "w", format="ipod")
+            self._stream = self._container.add_stream("aac", rate=rate)
+            self._stream.layout = "stereo" if channels == 2 else "mono"
+            self._stream.bit_rate = bit_rate or 96_000 * channels
+            self._layout = self._stream.layout.name
+            self._rate = rate
+        except (av.error.FFmpegError, ValueError) as err:
+            self.tmp.unlink(missing_ok=True)
+            raise MediaError(f"cannot write AAC ({_first_line(err)})") from None
+
+    def _mux(self, frame: Any) -> None:
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def write(self, block: np.ndarray) -> None:
+        import av
+
+        block = np.clip(np.asarray(block, np.float32), -1.0, 1.0)
+        if not block.shape[-1]:
+            return
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format="fltp",
+                                           layout=self._layout)
+        frame.sample_rate = self._rate
+        self._mux(frame)
+        self.frames += block.shape[-1]
+
+    def commit(self) -> Path:
+        self._mux(None)
+        self._container.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self._container.close()
+        except Exception:  # already closed or broken: the file is deleted anyway
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> AtomicM4aWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.tmp.exists():
+            self.abort()

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import soxr
 
-from .audio import AtomicAudioWriter, AudioError, open_audio, output_subtype, read_blocks
+from .audio import AudioError, open_audio, open_writer, output_subtype, read_blocks
 from .media import MediaReader
 from .stft_config import StftConfig
 
@@ -694,9 +694,9 @@ def enhance_file(enhancer: PipelineFactory, src: Path, dst: Path, overwrite: boo
         except (KeyError, ValueError) as err:
             raise AudioError(dst, str(err)) from None
         pipes = [enhancer.pipeline(rate) for _ in range(channels)]
-        with AtomicAudioWriter(dst, rate, channels, overwrite, out_subtype) as writer, \
+        with open_writer(dst, rate, channels, overwrite, out_subtype) as writer, \
                 contextlib.ExitStack() as extra:
-            removed = extra.enter_context(AtomicAudioWriter(
+            removed = extra.enter_context(open_writer(
                 residual_path(dst), rate, channels, overwrite, out_subtype)) if residual else None
             pending = np.zeros((channels, 0), np.float32)  # input not yet matched by output
             bar = tqdm(total=frames / rate, unit="s", desc=src.name, leave=False,
