@@ -106,7 +106,8 @@ def test_cli_calibrate_writes_a_model_that_onnx_and_info_agree_on(capsys, tmp_pa
 
     audio = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
     calibrated = Enhancer.load(out)(audio, 16000)
-    assert np.allclose(OnnxEnhancer.load(tmp_path / "cal.onnx")(audio), calibrated, atol=1e-4)
+    onnx_out = OnnxEnhancer.load(tmp_path / "cal.onnx")(audio, 16000)
+    assert np.allclose(onnx_out, calibrated, atol=1e-4)
     assert not np.allclose(Enhancer.load(src)(audio, 16000), calibrated, atol=1e-4)
 
 

@@ -346,7 +346,7 @@ def test_info_and_export(capsys, tmp_path, model_path):
     from speechmask.enhance import Enhancer
 
     torch_out = Enhancer.load(model_path)(audio, 16000)
-    assert np.allclose(OnnxEnhancer.load(tmp_path / "m.onnx")(audio), torch_out, atol=1e-4)
+    assert np.allclose(OnnxEnhancer.load(tmp_path / "m.onnx")(audio, 16000), torch_out, atol=1e-4)
     code, _, err = run(capsys, "export", model_path)
     assert code == 1 and "--onnx" in err
 

@@ -167,7 +167,7 @@ def test_onnx_enhancer_matches_enhancer(exported, strength, speech_like, white_n
     audio = np.concatenate([audio, audio[:37]])  # 16037: not a multiple of the hop
     want = Enhancer(model, StftConfig(), strength)(audio, 16000)
     enh = OnnxEnhancer(onnx_model, strength)
-    out = enh(audio)
+    out = enh(audio, 16000)
     assert out.shape == audio.shape and out.dtype == np.float32
     assert np.abs(out - want).max() < 1e-4
     _, want_mask = Enhancer(model, StftConfig(), strength).mask_16k(audio)
@@ -217,11 +217,11 @@ def test_onnx_enhancer_load_and_checks(exported):
     _, _, path = exported
     enh = OnnxEnhancer.load(path, strength=0.0, threads=1)
     audio = (np.random.default_rng(0).standard_normal(1000) * 0.1).astype(np.float32)
-    assert np.abs(enh(audio) - audio).max() < 1e-5  # strength 0 = input
+    assert np.abs(enh(audio, 16000) - audio).max() < 1e-5  # strength 0 = input
     with pytest.raises(ValueError, match="0 samples"):
         enh(np.zeros(0, np.float32), 44100)
     with pytest.raises(ValueError, match="NaN"):
-        enh(np.full(100, np.nan, np.float32))
+        enh(np.full(100, np.nan, np.float32), 16000)
     with pytest.raises(ValueError, match="strength"):
         OnnxEnhancer.load(path, strength=1.5)
 

@@ -108,11 +108,58 @@ def test_stream_cli_keep_latency_and_empty_input(tmp_path, model, rate, seconds)
     aligned = subprocess.run(base, input=pcm.tobytes(), capture_output=True, check=True).stdout
     delayed = subprocess.run(base + ["--keep-latency"], input=pcm.tobytes(),
                              capture_output=True, check=True).stdout
-    # 32 ms of leading silence, + 16 ms per frame of look-ahead
-    lead = round((0.032 + 0.016 * model.cfg.lookahead) * rate)
+    # 32 ms of leading silence, + 16 ms per frame of look-ahead (in whole frames of the rate)
+    lead = Enhancer(model, StftConfig()).pipeline(rate).stream.latency
+    assert abs(lead - (0.032 + 0.016 * model.cfg.lookahead) * rate) < 2
     assert len(aligned) == 2 * len(pcm)
     if not len(pcm):
         assert delayed == b"" or set(delayed) == {0}
         return
     assert len(delayed) == 2 * (len(pcm) + lead)
     assert delayed[: 2 * lead] == bytes(2 * lead) and delayed[2 * lead :] == aligned
+
+
+@pytest.mark.parametrize("rate", [16000, 22050, 44100, 48000])
+def test_live_latency_is_the_stated_one_at_any_rate(model, rate):
+    """Item 8: fed 10 ms chunks, every output sample leaves within the stated latency plus one
+    chunk, at 44.1/48 kHz as at 16 kHz (no resampler bursts)."""
+    enh = Enhancer(model, StftConfig())
+    pipe = enh.pipeline(rate)
+    chunk = rate // 100
+    audio = (np.random.default_rng(0).standard_normal(rate) * 0.1).astype(np.float32)
+    emitted, worst = 0, 0
+    for start in range(0, len(audio), chunk):
+        out = pipe.push(audio[start : start + chunk])
+        if len(out):
+            worst = max(worst, start + chunk - emitted)
+        emitted += len(out)
+    assert pipe.latency_ms == pytest.approx(32 + 16 * model.cfg.lookahead, abs=0.1)
+    assert worst / rate * 1000 <= pipe.latency_ms + 10 + 0.1
+
+
+def test_stream_cli_stereo_and_bad_block(tmp_path):
+    """Item 8: interleaved stereo PCM in and out (each channel enhanced on its own, equal to
+    the offline stereo result); --block 0 is a one-line error, not a silent empty output."""
+    import subprocess
+    import sys
+
+    from speechmask import checkpoint as ckpt
+
+    torch.manual_seed(0)  # one model (the shipped kind: GRU, one frame of look-ahead)
+    model = MaskNet(ModelConfig(cell="gru", hidden=24, layers=2, dropout=0.0, lookahead=1))
+    model.set_normalization(torch.full((257,), -8.0), torch.full((257,), 4.0))
+    model.eval()
+    rate = 44100
+    path = ckpt.save(tmp_path / "m.pt", ckpt.model_payload(model, StftConfig()))
+    pcm = (np.random.default_rng(2).standard_normal((rate // 3, 2)) * 3000).astype("<i2")
+    base = [sys.executable, "-m", "speechmask", "stream", "--rate", str(rate), "--model",
+            str(path)]
+    result = subprocess.run(base + ["--channels", "2", "--block", "100"],
+                            input=pcm.tobytes(), capture_output=True, check=True)
+    out = np.frombuffer(result.stdout, dtype="<i2").reshape(-1, 2) / 32768.0
+    offline = Enhancer(model, StftConfig())(pcm / 32768.0, rate)
+    assert out.shape == pcm.shape and np.max(np.abs(out - offline)) < 2 / 32768
+    assert f"latency {32 + 16 * model.cfg.lookahead} ms" in result.stderr.decode()
+    bad = subprocess.run(base + ["--block", "0"], input=pcm.tobytes(), capture_output=True)
+    err = bad.stderr.decode().strip().splitlines()
+    assert bad.returncode != 0 and len(err) == 1 and "--block" in err[0] and not bad.stdout

@@ -6,6 +6,7 @@ a file (``[samples]`` for mono helpers). The model works at :data:`MODEL_RATE`.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -15,16 +16,73 @@ import soundfile as sf
 import soxr
 
 from .atomic import new_file_mode
+from .media import MEDIA_EXTENSIONS, AtomicM4aWriter, MediaError, MediaReader
+
+log = logging.getLogger(__name__)
 
 # 16 kHz: the corpus rate and the model rate (8 kHz of speech bandwidth is enough for a mask net).
 MODEL_RATE = 16_000
 
-# Extensions written by :func:`write_audio`, mapped to libsndfile format and subtype.
-# PCM_16 is what every player reads and what the corpus uses; FLAC is lossless at ~half the size.
-_WRITE_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}
+# Extensions written by :class:`AtomicAudioWriter`, mapped to libsndfile format and default
+# subtype. PCM_16 is what every player reads; FLAC is lossless at ~half the size; the lossy
+# ones (OGG Vorbis, MP3, Opus) have their codec as subtype.
+_WRITE_FORMATS = {
+    ".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".aiff": ("AIFF", "PCM_16"),
+    ".aif": ("AIFF", "PCM_16"), ".ogg": ("OGG", "VORBIS"), ".oga": ("OGG", "VORBIS"),
+    ".mp3": ("MP3", "MPEG_LAYER_III"), ".opus": ("OGG", "OPUS"),
+}
+WRITE_EXTENSIONS = (*_WRITE_FORMATS, ".m4a")  # .m4a: AAC through PyAV (speechmask.media)
+# Subtypes that hold samples above full scale (everything else is clipped to [-1, 1]).
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+# The rates libsndfile's Opus encoder takes.
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 
-# Extensions treated as audio when scanning folders (everything libsndfile reads that is common).
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", ".opus")
+
+def open_writer(path: str | os.PathLike, rate: int, channels: int, overwrite: bool = True,
+                subtype: str | None = None) -> AtomicAudioWriter | AtomicM4aWriter:
+    """An atomic writer for ``path``: AAC through PyAV for ``.m4a``, libsndfile otherwise."""
+    path = Path(path)
+    if path.suffix.lower() != ".m4a":
+        return AtomicAudioWriter(path, rate, channels, overwrite, subtype)
+    if path.exists() and not overwrite:
+        raise AudioError(path, "output exists; pass --overwrite to replace it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return AtomicM4aWriter(path, rate, channels)
+    except MediaError as err:
+        raise AudioError(path, str(err)) from None
+    except OSError as err:
+        raise AudioError(path, f"cannot write here ({err.strerror or err})") from None
+
+
+def output_subtype(ext: str, source_subtype: str | None, requested: str | None = None) -> str:
+    """The subtype to write an ``ext`` file with: ``requested`` (checked), else the source
+    file's when that format holds it (a 24-bit or float WAV stays 24-bit or float), else the
+    format's default (PCM_16; float into FLAC, which has no float: PCM_24)."""
+    if ext.lower() == ".m4a":
+        if requested and requested.upper() != "AAC":
+            raise ValueError(f"--subtype {requested} cannot be written to .m4a files (AAC)")
+        return "AAC"
+    fmt, default = _WRITE_FORMATS[ext.lower()]
+    if requested:
+        requested = requested.upper()
+        if not sf.check_format(fmt, requested):
+            choices = ", ".join(sorted(sf.available_subtypes(fmt)))
+            raise ValueError(f"--subtype {requested} cannot be written to {ext} files "
+                             f"(choose from {choices})")
+        return requested
+    if source_subtype and sf.check_format(fmt, source_subtype) and fmt not in ("OGG", "MP3"):
+        return source_subtype
+    if source_subtype in FLOAT_SUBTYPES and fmt in ("FLAC", "AIFF"):
+        return "PCM_24" if fmt == "FLAC" else "FLOAT"
+    if source_subtype in ("PCM_24", "PCM_32") and sf.check_format(fmt, "PCM_24"):
+        return "PCM_24"
+    return default
+
+# Extensions treated as audio when scanning folders: everything libsndfile reads that is common,
+# and the M4A/AAC/video files read with PyAV (speechmask.media; a clear error without it).
+SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", ".opus")
+AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS + MEDIA_EXTENSIONS
 
 
 class AudioError(Exception):
@@ -36,8 +94,9 @@ class AudioError(Exception):
         super().__init__(f"{self.path}: {reason}")
 
 
-def open_audio(path: str | os.PathLike) -> sf.SoundFile:
-    """Open an audio file for (block-wise) reading, checking it is usable.
+def open_audio(path: str | os.PathLike) -> sf.SoundFile | MediaReader:
+    """Open an audio file for (block-wise) reading, checking it is usable: libsndfile's
+    formats, and M4A/AAC/video files through PyAV (:class:`speechmask.media.MediaReader`).
 
     Raises :class:`AudioError` for a missing, unreadable, corrupt or empty (0-sample) file.
     The caller closes the returned ``SoundFile`` (it is a context manager).
@@ -49,6 +108,11 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
         raise AudioError(path, "is a folder, not an audio file")
     if path.stat().st_size == 0:
         raise AudioError(path, "file is empty (0 bytes)")
+    if path.suffix.lower() in MEDIA_EXTENSIONS:
+        try:
+            return MediaReader(path)
+        except MediaError as err:
+            raise AudioError(path, str(err)) from None
     try:
         handle = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, ValueError) as err:
@@ -61,10 +125,41 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
     if handle.frames == 0:
         handle.close()
         raise AudioError(path, "audio has 0 samples")
+    if handle.format in ("WAV", "WAVEX") and (cut := wav_truncation(path)):
+        log.warning("%s: truncated: its header announces %.1f s of audio, the file holds %.1f s; "
+                    "processing what is there", path,
+                    cut[0] / max(cut[1], 1) * handle.frames / handle.samplerate,
+                    handle.frames / handle.samplerate)
     return handle
 
 
-def read_blocks(handle: sf.SoundFile, path: str | os.PathLike, block: int):
+def wav_truncation(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(bytes the WAV header announces, bytes present)`` of the data chunk when the file is
+    shorter than its header says (a copy or recording cut short), else None."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+                return None
+            size = os.fstat(handle.fileno()).st_size
+            order = "little" if head[:4] == b"RIFF" else "big"
+            while True:
+                chunk = handle.read(8)
+                if len(chunk) < 8:
+                    return None
+                length = int.from_bytes(chunk[4:], order)
+                if chunk[:4] == b"data":
+                    present = size - handle.tell()
+                    # 0 and 0xFFFFFFFF: streaming writers that never filled the size in.
+                    if length in (0, 0xFFFFFFFF) or present >= length:
+                        return None
+                    return length, present
+                handle.seek(length + (length & 1), os.SEEK_CUR)
+    except OSError:
+        return None
+
+
+def read_blocks(handle: sf.SoundFile | MediaReader, path: str | os.PathLike, block: int):
     """Yield ``[channels, <=block]`` float32 blocks of an open file; :class:`AudioError` on
     non-finite samples or a read error part-way (e.g. a truncated file)."""
     while True:
@@ -72,6 +167,8 @@ def read_blocks(handle: sf.SoundFile, path: str | os.PathLike, block: int):
             data = handle.read(block, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as err:
             raise AudioError(path, f"read error part-way ({err})") from None
+        except MediaError as err:
+            raise AudioError(path, str(err)) from None
         if data.shape[0] == 0:
             return
         if not np.all(np.isfinite(data)):
@@ -119,21 +216,36 @@ def load_mono(path: str | os.PathLike, rate: int = MODEL_RATE) -> np.ndarray:
 
 
 class AtomicAudioWriter:
-    """Write a 16-bit WAV/FLAC block by block to a hidden temporary file in the destination
-    folder; :meth:`commit` renames it to ``path``. Leaving the ``with`` block without commit (an
-    error, a kill signal turned into an exception) deletes the temporary file, so a half-written
-    file never appears under the final name.
+    """Write an audio file (format from the extension, see ``_WRITE_FORMATS``) block by block to
+    a hidden temporary file in the destination folder; :meth:`commit` renames it to ``path``.
+    Leaving the ``with`` block without commit (an error, a kill signal turned into an exception)
+    deletes the temporary file, so a half-written file never appears under the final name.
+
+    ``subtype``: libsndfile's (PCM_16, PCM_24, FLOAT, ...; default: the format's). Samples above
+    full scale are kept by FLOAT/DOUBLE and clipped otherwise, with a warning saying how many.
     """
 
     def __init__(self, path: str | os.PathLike, rate: int, channels: int,
-                 overwrite: bool = True):
+                 overwrite: bool = True, subtype: str | None = None):
         self.path = Path(path)
         ext = self.path.suffix.lower()
         if ext not in _WRITE_FORMATS:
-            raise AudioError(self.path, f"cannot write '{ext}' files; use .wav or .flac")
+            raise AudioError(self.path, f"cannot write '{ext}' files; use one of "
+                             f"{', '.join(WRITE_EXTENSIONS)}")
         if self.path.exists() and not overwrite:
             raise AudioError(self.path, "output exists; pass --overwrite to replace it")
-        fmt, subtype = _WRITE_FORMATS[ext]
+        fmt, default_subtype = _WRITE_FORMATS[ext]
+        subtype = (subtype or default_subtype).upper()
+        if not sf.check_format(fmt, subtype):
+            raise AudioError(self.path, f"{ext} files cannot hold {subtype} samples; choose "
+                             f"one of {', '.join(sorted(sf.available_subtypes(fmt)))}")
+        if subtype == "OPUS" and rate not in OPUS_RATES:
+            rates = "/".join(str(r // 1000) for r in OPUS_RATES)
+            raise AudioError(self.path, f"Opus files are {rates} kHz, this audio is {rate} Hz; "
+                             "write .ogg, .flac or .wav instead")
+        self.subtype = subtype
+        self.clipped = 0
+        self.peak = 0.0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part",
@@ -152,18 +264,27 @@ class AtomicAudioWriter:
         self.frames = 0
 
     def write(self, block: np.ndarray) -> None:
-        """Append ``block: [channels, n]`` (clipped to [-1, 1]; NaN refused)."""
+        """Append ``block: [channels, n]`` (NaN refused; above full scale: see the class)."""
         block = np.asarray(block, dtype=np.float32)
         if not np.all(np.isfinite(block)):
             raise AudioError(self.path, "refusing to write NaN or infinite samples")
+        if block.size:
+            self.peak = max(self.peak, float(np.abs(block).max()))
+        if self.subtype not in FLOAT_SUBTYPES:
+            self.clipped += int(np.count_nonzero(np.abs(block) > 1.0))
+            block = np.clip(block, -1.0, 1.0)
         try:
-            self._sf.write(np.clip(block, -1.0, 1.0).T)
+            self._sf.write(block.T)
         except (OSError, sf.LibsndfileError, RuntimeError) as err:
             reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
             raise AudioError(self.path, f"cannot write audio ({reason})") from None
         self.frames += block.shape[-1]
 
     def commit(self) -> Path:
+        if self.clipped:
+            log.warning("%s: %d sample(s) above full scale (peak %+.1f dBFS) clipped in %s; "
+                        "write --subtype FLOAT (.wav) to keep them", self.path, self.clipped,
+                        20 * np.log10(self.peak), self.subtype)
         try:
             self._sf.close()
             self._raw.flush()
@@ -195,9 +316,9 @@ class AtomicAudioWriter:
 def write_audio(
     path: str | os.PathLike, audio: np.ndarray, rate: int, *, overwrite: bool = True
 ) -> Path:
-    """Write ``audio: [samples]`` or ``[channels, samples]`` as 16-bit WAV or FLAC, atomically
-    (see :class:`AtomicAudioWriter`). Samples are clipped to [-1, 1]. Raises
-    :class:`AudioError` when the file cannot be written.
+    """Write ``audio: [samples]`` or ``[channels, samples]`` as 16-bit WAV/FLAC (or what the
+    extension says), atomically (see :class:`AtomicAudioWriter`). Samples are clipped to
+    [-1, 1]. Raises :class:`AudioError` when the file cannot be written.
     """
     path = Path(path)
     audio = np.asarray(audio, dtype=np.float32)

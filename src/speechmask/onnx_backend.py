@@ -28,7 +28,17 @@ import numpy as np
 import onnxruntime as ort
 
 from .atomic import write_atomic
-from .pipeline import ChannelPipeline, FrameStream, check_audio, enhance_array, sqrt_hann
+from .pipeline import (
+    ChannelPipeline,
+    FrameStream,
+    MultiChannelStream,
+    check_rate,
+    enhance_array,
+    level_gains_offline,
+    mask_floor,
+    sqrt_hann,
+    with_floor,
+)
 from .stft_config import StftConfig
 
 if TYPE_CHECKING:  # only for annotations: importing this module imports torch
@@ -342,17 +352,18 @@ def default_onnx_path() -> Path:
 
 
 class OnnxStreamingEnhancer(FrameStream):
-    """Causal chunk-wise enhancement of a mono 16 kHz stream with an ONNX model (no torch).
+    """Causal chunk-wise enhancement of a mono stream with an ONNX model (no torch).
 
     Same interface and output as :class:`speechmask.streaming.StreamingEnhancer`: ``process``
-    chunks of any size, ``flush`` at the end, fixed :attr:`latency` (512 samples = 32 ms, +256
-    per frame of look-ahead).
+    chunks of any size, ``flush`` at the end, fixed :attr:`latency` (32 ms, + 16 ms per frame
+    of look-ahead), at the model rate or a ``rate`` from
+    :func:`speechmask.pipeline.processing_rate`.
     """
 
     def __init__(self, model: OnnxMaskModel, strength: float = 1.0,
-                 gain_band: tuple[int, int] | None = None):
+                 gain_band: tuple[int, int] | None = None, rate: int | None = None):
         self.model = model
-        super().__init__(model.stft_cfg, strength, gain_band, model.lookahead)
+        super().__init__(model.stft_cfg, strength, gain_band, model.lookahead, rate)
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, strength: float = 1.0,
@@ -363,13 +374,12 @@ class OnnxStreamingEnhancer(FrameStream):
     def _reset_state(self) -> None:
         self.state: tuple[np.ndarray, ...] | None = None
 
-    def _masked_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        spec = np.fft.rfft(frames * self.window_np, axis=-1).astype(np.complex64)  # [K, F]
-        mask, self.state = self.model(np.abs(spec)[None], self.state)
-        spec = self.delay_spectra(spec)  # the frames the masks are for
-        mask = self.apply_strength(mask[0]).astype(np.float32)
-        out = np.fft.irfft(spec * mask, n=self.cfg.n_fft, axis=-1).astype(np.float32)
-        return out * self.window_np, mask
+    def _state_is_finite(self) -> bool:
+        return self.state is None or all(bool(np.isfinite(s).all()) for s in self.state)
+
+    def _network(self, mag: np.ndarray) -> np.ndarray:
+        mask, self.state = self.model(mag[None], self.state)
+        return mask[0]
 
 
 class OnnxEnhancer:
@@ -379,18 +389,22 @@ class OnnxEnhancer:
     >>> clean = enh(noisy, 44100)      # noisy: [samples] or [channels, samples] float32
     """
 
-    def __init__(self, model: OnnxMaskModel, strength: float = 1.0):
+    def __init__(self, model: OnnxMaskModel, strength: float = 1.0,
+                 atten_lim_db: float | None = None):
+        """``atten_lim_db``: remove at most this many dB anywhere (None: no limit)."""
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
+        self.floor = mask_floor(atten_lim_db)
         self.model = model
         self.stft_cfg = model.stft_cfg
         self.strength = strength
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, strength: float = 1.0,
-             threads: int = 1) -> OnnxEnhancer:
+             threads: int = 1, atten_lim_db: float | None = None) -> OnnxEnhancer:
         """Load an ONNX model written by :func:`export_onnx` (default: the shipped one)."""
-        return cls(OnnxMaskModel(path or default_onnx_path(), threads=threads), strength)
+        return cls(OnnxMaskModel(path or default_onnx_path(), threads=threads), strength,
+                   atten_lim_db)
 
     def mask_16k(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Enhance mono 16 kHz ``audio: [N]`` in one call. Returns ``(enhanced [N], mask [T, F])``.
@@ -401,21 +415,40 @@ class OnnxEnhancer:
         if audio.ndim != 1:
             raise ValueError(f"audio must be mono [samples], got shape {list(audio.shape)}")
         spec = stft_np(audio, self.stft_cfg)
-        mask = self.model.offline(np.abs(spec)[None])
+        gains = level_gains_offline(audio, self.stft_cfg)
+        mask = self.model.offline((np.abs(spec) * gains[:, None])[None])
         mask = (1.0 - self.strength * (1.0 - mask[0])).astype(np.float32)
+        if self.floor:
+            mask = np.maximum(mask, np.float32(self.floor))
         out = istft_np(spec * mask, len(audio), self.stft_cfg)
         return out, mask
 
     def pipeline(self, rate: int) -> ChannelPipeline:
         """A block-wise enhancer for one channel at ``rate`` (bounded memory, same output)."""
         return ChannelPipeline(
-            lambda band: OnnxStreamingEnhancer(self.model, self.strength, band),
+            lambda band, rate: with_floor(
+                OnnxStreamingEnhancer(self.model, self.strength, band, rate), self.floor),
             self.stft_cfg, rate)
 
-    def __call__(self, audio: np.ndarray, sample_rate: int = MODEL_RATE) -> np.ndarray:
-        """Enhance ``audio: [samples]`` or ``[channels, samples]`` at ``sample_rate``; returns the
-        same shape and length (what :class:`speechmask.enhance.Enhancer` returns, within 1e-4)."""
-        audio = check_audio(audio)
-        if audio.ndim == 1 and sample_rate == self.stft_cfg.sample_rate:
-            return self.mask_16k(audio)[0]
-        return enhance_array(self, audio, sample_rate)
+    def __call__(self, audio: np.ndarray, sample_rate: int,
+                 channels_first: bool | None = None) -> np.ndarray:
+        """Enhance ``audio`` at ``sample_rate`` (an int, Hz); returns float32 of the same shape
+        and length (what :class:`speechmask.enhance.Enhancer` returns, within 1e-4).
+
+        ``audio``: ``[samples]``, ``[samples, channels]`` (what ``soundfile.read`` returns) or
+        ``[channels, samples]``; float, or integer PCM (int16/int32/uint8, scaled to [-1, 1)).
+        For 2-D input the shorter axis is the channel axis, or say which it is with
+        ``channels_first``. Each channel is denoised on its own.
+        """
+        rate = check_rate(sample_rate)
+        whole = None
+        if rate == self.stft_cfg.sample_rate:
+            def whole(channel: np.ndarray) -> np.ndarray:
+                return self.mask_16k(channel)[0]
+        return enhance_array(self, audio, rate, channels_first, whole)
+
+    def stream(self, sample_rate: int, channels: int = 1) -> MultiChannelStream:
+        """Live enhancement at any rate and channel count: ``process([n, channels] chunk)``
+        returns the output completed so far, ``flush()`` the rest (see
+        :class:`speechmask.pipeline.MultiChannelStream`)."""
+        return MultiChannelStream(self, sample_rate, channels)

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 import numpy as np
 import soxr
 
-from .audio import MODEL_RATE, AtomicAudioWriter, AudioError, open_audio, read_blocks
+from .audio import AudioError, open_audio, open_writer, output_subtype, read_blocks
+from .media import MediaReader
 from .stft_config import StftConfig
 
 log = logging.getLogger(__name__)
@@ -40,27 +41,151 @@ def sqrt_hann(n_fft: int) -> np.ndarray:
 
 
 def high_band(cfg: StftConfig, rate: int) -> tuple[int, int] | None:
-    """Model bins ``(first, end)`` whose mean mask scales what the 16 kHz round trip loses at
-    ``rate`` (None at the model rate): 6-8 kHz above 16 kHz, the top 20 % of the band below."""
-    if rate == MODEL_RATE:
+    """Model bins ``(first, end)`` whose mean mask scales what the model cannot see at ``rate``
+    (None at the model rate): 6-8 kHz above 16 kHz, the top 20 % of the band below."""
+    if rate == cfg.sample_rate:
         return None
     bin_hz = cfg.sample_rate / cfg.n_fft
-    top_hz = min(rate, MODEL_RATE) / 2
-    from_hz = HIGH_BAND_FROM_HZ if rate > MODEL_RATE else 0.8 * top_hz
-    return int(from_hz / bin_hz), int(top_hz / bin_hz) + 1
+    top_hz = min(rate, cfg.sample_rate) / 2
+    from_hz = HIGH_BAND_FROM_HZ if rate > cfg.sample_rate else 0.8 * top_hz
+    return int(from_hz / bin_hz), min(int(top_hz / bin_hz) + 1, cfg.n_freqs)
+
+
+# An empty top of the model band (content made at 16 kHz and upsampled, or a recording
+# resampled on the way: soxr leaves 7.6-8 kHz empty) makes the model, trained on full-band
+# speech, remove 4-8 kHz of speech. Above the model rate, a stream whose EMPTY_HZ band
+# stays below EMPTY_RATIO of the REFERENCE_HZ band (ratio smoothed over ~20 frames, then a peak
+# with a BAND_DECAY per frame, so full-band sound anywhere in the last few seconds marks the
+# recording full-band; corpus speech: median 0.65, upsampled 16 kHz speech: 0.02, at most 0.07)
+# is band-limited: the model's input magnitudes from FILL_FROM_HZ up are raised to FILL_LEVEL times
+# the frame's reference mean. Only the model's input changes; the mask is applied to the signal
+# as it is. At the model rate nothing changes: there, band-limited noise is a cue the model
+# uses (filling per frame costs 1 dB SNR on the valid set).
+FILL_FROM_HZ = 7500.0
+# 7.78-7.94 kHz: inside any resampler's transition band, clear of leakage from content at 8 kHz+.
+EMPTY_HZ = (7780.0, 7940.0)
+REFERENCE_HZ = (6500.0, 7500.0)
+EMPTY_RATIO = 0.12
+RATIO_SMOOTHING = 0.05
+FILL_LEVEL = 0.7
+BAND_DECAY = 0.995  # per 16 ms frame: the peak falls 10x in 7 s
+
+
+def top_band_ratio(mag: np.ndarray, cfg: StftConfig) -> np.ndarray:
+    """``mag: [K, F]`` -> ``[K]`` mean magnitude of the EMPTY_HZ bins over that of the
+    REFERENCE_HZ bins (0 for frames without energy there)."""
+    bin_hz = cfg.sample_rate / cfg.n_fft
+    d_lo, d_hi = (int(round(hz / bin_hz)) for hz in EMPTY_HZ)
+    lo, hi = (int(round(hz / bin_hz)) for hz in REFERENCE_HZ)
+    ref = mag[:, lo:hi].mean(axis=-1)
+    return np.where(ref > 1e-6, mag[:, d_lo:d_hi].mean(axis=-1) / np.maximum(ref, 1e-6), 0.0)
+
+
+def fill_top_band(mag: np.ndarray, cfg: StftConfig, frames: np.ndarray) -> np.ndarray:
+    """``mag: [K, F]`` with the top band (FILL_FROM_HZ up) of the ``frames: [K]`` (bool) raised
+    to FILL_LEVEL times the bins just below it, shifted up (the texture of the speech there)."""
+    bin_hz = cfg.sample_rate / cfg.n_fft
+    first = int(round(FILL_FROM_HZ / bin_hz))
+    width = mag.shape[-1] - first
+    out = np.array(mag, dtype=np.float32, copy=True)
+    if width <= 0 or width > first or not frames.any():
+        return out
+    source = FILL_LEVEL * out[:, first - width : first]
+    out[:, first:] = np.where(frames[:, None], np.maximum(out[:, first:], source),
+                              out[:, first:])
+    return out
+
+
+# Quiet input: the model's log-magnitude features of speech peaking below about -40 dBFS fall
+# where it saw little speech, and it removes speech (-42 dBFS: 16.5 dB SNR against the input,
+# -52 dBFS: -3.9 dB of level). The model's input magnitudes (never the signal) are multiplied by
+# a gain that brings the recent peak up to LEVEL_TARGET: peak = the largest |sample| per frame,
+# held with a release of LEVEL_RELEASE_DB_PER_S; gain = LEVEL_TARGET / peak, between 1 (loud
+# input is left as it is) and LEVEL_MAX_GAIN, rising by at most LEVEL_RISE_DB_PER_S (a file
+# that starts with near-silence before loud sound is not amplified 35 dB at its start: that
+# cost 4 dB SNR on one valid pair) and falling at once. Frame by frame and causal, so a stream
+# and a whole file get the same gains.
+LEVEL_TARGET = 0.03  # -30 dBFS
+LEVEL_MAX_GAIN = 1000.0  # +60 dB: -80 dBFS peaks reach the target
+LEVEL_RELEASE_DB_PER_S = 3.0
+LEVEL_RISE_DB_PER_S = 20.0
+
+
+class LevelTracker:
+    """Per-frame gains for the model's input (see LEVEL_TARGET)."""
+
+    def __init__(self, frames_per_second: float):
+        self.release = 10.0 ** (-LEVEL_RELEASE_DB_PER_S / 20.0 / frames_per_second)
+        self.rise = 10.0 ** (LEVEL_RISE_DB_PER_S / 20.0 / frames_per_second)
+        self.peak = 0.0
+        self.gain = 1.0
+
+    def gains(self, frame_peaks: np.ndarray) -> np.ndarray:
+        """``frame_peaks: [K]`` largest |sample| of each frame -> ``[K]`` gains."""
+        out = np.empty(len(frame_peaks), np.float32)
+        for i, peak in enumerate(np.asarray(frame_peaks, dtype=np.float64)):
+            self.peak = max(float(peak), self.peak * self.release)
+            wanted = min(LEVEL_MAX_GAIN, max(1.0, LEVEL_TARGET / max(self.peak, 1e-12)))
+            self.gain = min(wanted, self.gain * self.rise)
+            out[i] = self.gain
+        return out
+
+
+def frame_peaks_offline(audio: np.ndarray, cfg: StftConfig) -> np.ndarray:
+    """``[T]`` largest |sample| of each centred STFT frame of ``audio: [N]`` (as a stream sees
+    them: zero padding at both ends)."""
+    half = cfg.n_fft // 2
+    padded = np.abs(np.pad(np.asarray(audio, dtype=np.float32), (half, half)))
+    return np.lib.stride_tricks.sliding_window_view(padded, cfg.n_fft)[:: cfg.hop].max(axis=1)
+
+
+def level_gains_offline(audio: np.ndarray, cfg: StftConfig) -> np.ndarray:
+    """``[T]`` the model-input gains a stream of ``audio: [N]`` uses, frame by frame."""
+    return LevelTracker(cfg.sample_rate / cfg.hop).gains(frame_peaks_offline(audio, cfg))
+
+
+def _scaled_stft(cfg: StftConfig, rate: int) -> StftConfig:
+    """The STFT at ``rate`` whose frame and hop last as long as ``cfg``'s (to the nearest even
+    number of samples: at 44.1 kHz 1412 samples, bins of 31.23 Hz instead of 31.25 Hz, a 0.06 %
+    stretch the model does not notice), so its first ``cfg.n_freqs`` bins are the model's."""
+    n_fft = 2 * max(1, round(cfg.n_fft * rate / cfg.sample_rate / 2))
+    hop = max(1, round(n_fft * cfg.hop / cfg.n_fft))
+    return StftConfig(rate, n_fft, min(hop, n_fft // 2))
+
+
+def processing_rate(cfg: StftConfig, rate: int) -> int:
+    """The rate a channel at ``rate`` is enhanced at: ``rate`` itself above the model rate,
+    the model rate (16 kHz) at or below it (lower rates are upsampled to it).
+
+    Above the model rate the STFT runs at the input rate with frames of the model's duration
+    (see :func:`_scaled_stft`), so its bins are the model's and reach higher: the model gets
+    the 0-8 kHz bins (scaled to what a 16 kHz STFT gives), every bin above gets the mean mask
+    of the model's 6-8 kHz bins. A signal is never resampled down to 16 kHz, whose anti-alias
+    filter empties 7.6-8 kHz: the model, trained on full-band 16 kHz speech, removes 4-8 kHz of
+    speech it sees with an empty top band (issue 22, item 1); and a live stream has no
+    resampler delay (item 8).
+    """
+    return max(rate, cfg.sample_rate)
 
 
 class FrameStream:
-    """Causal chunk-wise enhancement of a mono 16 kHz stream; subclasses run the network.
+    """Causal chunk-wise enhancement of a mono stream; subclasses run the network.
+
+    The stream runs at the model rate (16 kHz), or at a higher ``rate`` with frames of the
+    same duration (see :func:`processing_rate`): the model sees the 0-8 kHz bins, the bins above get
+    the mean mask of ``gain_band``.
 
     :meth:`process` takes chunks of any size and returns as many samples: the offline output
     delayed by :attr:`latency` samples (n_fft/2 look-ahead of the centred frame + one hop of
-    block buffering = 512 samples = 32 ms at 16 kHz, plus one hop per frame of the model's
-    look-ahead). :meth:`flush` returns the last ``latency`` samples at the end of a stream.
+    block buffering = 32 ms, plus one hop (16 ms) per frame of the model's look-ahead).
+    :meth:`flush` returns the last ``latency`` samples at the end of a stream.
 
     A model with look-ahead k returns, for the frames it is given, the masks of the frames k
-    earlier; the backend keeps the spectra of its last k frames to apply them to (see
+    earlier; the stream keeps the spectra of its last k frames to apply them to (see
     :meth:`delay_spectra`), and :meth:`flush` feeds k silent frames, as offline pads k.
+
+    Non-finite input samples are replaced by 0 (with a warning) before they reach the network,
+    so one bad chunk cannot poison the recurrent state of everything after it.
     """
 
     # Frames per network call when a chunk holds many (bounds memory for long chunks: 1024
@@ -68,18 +193,30 @@ class FrameStream:
     MAX_FRAMES_PER_CALL = 1024
 
     def __init__(self, stft_cfg: StftConfig, strength: float = 1.0,
-                 gain_band: tuple[int, int] | None = None, lookahead: int = 0):
-        """``gain_band = (first_bin, end_bin)``: also record, per frame, the mean of the applied
-        mask over those bins in :attr:`frame_gains` (used to scale audio above the model band).
-        ``lookahead``: the model's (frames).
+                 gain_band: tuple[int, int] | None = None, lookahead: int = 0,
+                 rate: int | None = None):
+        """``stft_cfg``: the model's STFT. ``gain_band = (first_bin, end_bin)``: model bins whose
+        mean applied mask scales every bin above the model's band, recorded per frame in
+        :attr:`frame_gains` (also used to scale audio above the stream's band).
+        ``lookahead``: the model's (frames). ``rate``: the stream's sample rate (default: the
+        model's; else one :func:`processing_rate` returns).
         """
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
-        self.cfg = stft_cfg
+        self.model_cfg = stft_cfg
+        rate = stft_cfg.sample_rate if rate is None else rate
+        if rate < stft_cfg.sample_rate:
+            raise ValueError(f"a FrameStream runs at {stft_cfg.sample_rate} Hz or above, "
+                             f"not {rate} Hz (ChannelPipeline resamples lower rates)")
+        self.cfg = stft_cfg if rate == stft_cfg.sample_rate else _scaled_stft(stft_cfg, rate)
+        # STFT magnitudes grow with the samples per frame: scaled back to the model's.
+        self.scale = self.cfg.n_fft / stft_cfg.n_fft
         self.lookahead = lookahead
         self.strength = strength
+        if gain_band is None and rate > stft_cfg.sample_rate:
+            gain_band = high_band(stft_cfg, rate)
         self.gain_band = gain_band
-        self.window_np = sqrt_hann(stft_cfg.n_fft)
+        self.window_np = sqrt_hann(self.cfg.n_fft)
         self.reset()
 
     # -- what a backend provides -------------------------------------------------------------
@@ -87,31 +224,67 @@ class FrameStream:
         """Forget the network's recurrent state."""
         raise NotImplementedError
 
+    def _network(self, mag: np.ndarray) -> np.ndarray:
+        """``mag: [K, F]`` model-scale magnitudes of K new frames -> raw masks ``[K, F]`` of the
+        K frames ``lookahead`` earlier; advances the recurrent state by K frames."""
+        raise NotImplementedError
+
+    def _state_is_finite(self) -> bool:
+        """Whether the recurrent state holds only finite numbers."""
+        return True
+
+    # -- shared ------------------------------------------------------------------------------
     def _masked_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``frames: [K, n_fft]`` raw samples (time order) -> (windowed iFFT of the masked
-        spectrum ``[K, n_fft]``, the applied mask ``[K, F]`` with strength already in it), both
-        for the K frames ``lookahead`` frames earlier; advances the recurrent state by K frames.
-        """
-        raise NotImplementedError
+        spectrum ``[K, n_fft]``, the applied model-band mask ``[K, F]``), both for the K frames
+        ``lookahead`` earlier."""
+        f_model = self.model_cfg.n_freqs
+        spec = np.fft.rfft(frames * self.window_np, axis=-1).astype(np.complex64)  # [K, F_rate]
+        mag = np.abs(spec[:, :f_model])
+        if self.scale != 1.0:
+            mag = mag / np.float32(self.scale)
+        if self.scale != 1.0:  # above the model rate: fill an empty top band
+            mag = fill_top_band(mag, self.model_cfg, self._band_limited(mag))
+        mag = mag * self._level.gains(np.abs(frames).max(axis=1))[:, None]
+        mask = self._network(np.ascontiguousarray(mag, dtype=np.float32))
+        if not (np.all(np.isfinite(mask)) and self._state_is_finite()):
+            log.warning("the network produced NaN/inf; its state is reset and those frames "
+                        "are passed through")
+            self._reset_state()
+            mask = np.ones_like(mask)
+        mask = np.asarray(self.apply_strength(mask), dtype=np.float32)
+        spec = self.delay_spectra(spec)  # the frames the masks are for
+        if spec.shape[1] > f_model:
+            full = np.empty(spec.shape, np.float32)
+            full[:, :f_model] = mask
+            first, end = self.gain_band or high_band(self.model_cfg, self.cfg.sample_rate)
+            full[:, f_model:] = mask[:, first:end].mean(axis=1, keepdims=True)
+        else:
+            full = mask
+        out = np.fft.irfft(spec * full, n=self.cfg.n_fft, axis=-1).astype(np.float32)
+        return out * self.window_np, mask
+
+    def _band_limited(self, mag: np.ndarray) -> np.ndarray:
+        """``[K]`` bool: whether the stream is band-limited at each of these frames (see
+        EMPTY_RATIO); updates the decaying peak of the top band's level."""
+        flags = np.empty(len(mag), bool)
+        for i, ratio in enumerate(top_band_ratio(mag, self.model_cfg)):
+            self._top_ratio += RATIO_SMOOTHING * (float(ratio) - self._top_ratio)
+            self._top_peak = max(self._top_ratio, self._top_peak * BAND_DECAY)
+            flags[i] = self._top_peak < EMPTY_RATIO
+        return flags
 
     def delay_spectra(self, spec: Any) -> Any:
         """``spec: [K, F]`` of the frames just given -> the spectra of the K frames
-        ``lookahead`` earlier (zeros before the stream's first frame). Works on numpy arrays
-        and torch tensors alike (the backend's FFT output)."""
+        ``lookahead`` earlier (zeros before the stream's first frame)."""
         if not self.lookahead:
             return spec
         if self._spectra is None:  # silence before the stream's first frame
-            self._spectra = (spec[:1] * 0)[[0] * self.lookahead]
-        if isinstance(spec, np.ndarray):
-            joined = np.concatenate([self._spectra, spec])
-        else:  # a torch tensor: torch is there
-            import torch
-
-            joined = torch.cat([self._spectra, spec])
+            self._spectra = np.zeros((self.lookahead, spec.shape[1]), spec.dtype)
+        joined = np.concatenate([self._spectra, spec])
         self._spectra = joined[len(spec):]
         return joined[: len(spec)]
 
-    # -- shared ------------------------------------------------------------------------------
     @property
     def latency(self) -> int:
         """Fixed delay of the output stream, in samples (see StftConfig.stream_latency)."""
@@ -130,6 +303,8 @@ class FrameStream:
         # Overlap-add accumulator; index 0 is the first output position not yet complete.
         self._ola = np.zeros(self.cfg.n_fft, np.float32)
         self._frames_done = 0  # frames given to the network
+        self._top_ratio = self._top_peak = 0.0  # band-limited until the top band shows
+        self._level = LevelTracker(self.cfg.sample_rate / self.cfg.hop)
         self.frame_gains: list[float] = []
         self._received = 0
         # Spectra of the last `lookahead` frames (see delay_spectra).
@@ -142,9 +317,16 @@ class FrameStream:
         # The delayed output stream: `latency` samples of silence, then the offline output.
         self._queue = np.zeros(self.latency, np.float32)
 
+    # Lowest gain of the applied mask (``--atten-lim-db``: 10 ** (-dB / 20); 0 = no limit).
+    floor = 0.0
+    # Whether to record frame_gains (a ChannelPipeline that does not resample needs none).
+    keep_gains = True
+
     def apply_strength(self, mask: Any) -> Any:
-        """``1 - strength * (1 - mask)``: strength 0 is the input, 1 the full mask."""
-        return 1.0 - self.strength * (1.0 - mask)
+        """``1 - strength * (1 - mask)``: strength 0 is the input, 1 the full mask; then at
+        least :attr:`floor`."""
+        mask = 1.0 - self.strength * (1.0 - mask)
+        return np.maximum(mask, self.floor) if self.floor else mask
 
     def _run_available(self) -> None:
         """Process every complete frame in the pending input; queue the completed output."""
@@ -165,7 +347,7 @@ class FrameStream:
         """Run ``frames: [K, n_fft]`` through the network; overlap-add and queue the output."""
         n_fft, hop = self.cfg.n_fft, self.cfg.hop
         out_frames, mask = self._masked_frames(frames)
-        if self.gain_band is not None:
+        if self.gain_band is not None and self.keep_gains:
             cut = min(self._gains_skip, len(mask))
             self._gains_skip -= cut
             self.frame_gains.extend(
@@ -186,6 +368,9 @@ class FrameStream:
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Feed ``chunk: [n]`` samples; returns ``[n]`` samples of the delayed output stream."""
         chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        if not np.all(np.isfinite(chunk)):
+            log.warning("NaN/inf input samples replaced by 0")
+            chunk = np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
         self._received += len(chunk)
         self._pending = np.concatenate([self._pending, chunk])
         self._run_available()
@@ -240,36 +425,51 @@ class FrameStream:
 class ChannelPipeline:
     """One channel of any rate through the model in blocks, carrying all state across blocks.
 
-    resample to 16 kHz -> :class:`FrameStream` (latency removed) -> resample back, plus the part
-    of the input the 16 kHz round trip loses (above 8 kHz for 44.1/48 kHz input), scaled per
-    frame by the mean applied mask of the model bands next to it (see :func:`high_band`), so
-    hiss up there is attenuated when the model attenuates the top of its band, air and
-    sibilance of speech survive when it keeps it, and strength 0 returns the input exactly.
+    below 16 kHz: resample to 16 kHz -> :class:`FrameStream` (latency removed) -> resample
+    back, plus the part of the input the round trip loses (the resampler's roll-off below the
+    Nyquist of the lower rate), scaled per frame by the mean applied mask of the model bands
+    next to it (see :func:`high_band`), so strength 0 returns the input exactly. At 16 kHz and
+    above, no resampling: the :class:`FrameStream` runs at the input rate.
     soxr's streaming resampler gives exactly the whole-signal result, so the concatenated output
-    equals ``Enhancer(audio, rate)`` for any blocking (tested).
+    does not depend on the blocking (tested).
     """
 
-    def __init__(self, make_stream: Callable[[tuple[int, int] | None], FrameStream],
+    def __init__(self, make_stream: Callable[[tuple[int, int] | None, int], FrameStream],
                  stft_cfg: StftConfig, rate: int):
-        """``make_stream(gain_band)`` builds the backend's :class:`FrameStream`."""
+        """``make_stream(gain_band, stream_rate)`` builds the backend's :class:`FrameStream`."""
+        if rate <= 0:
+            raise ValueError(f"sample rate must be positive, got {rate}")
         self.rate = rate
-        self.resampled = rate != MODEL_RATE
-        self.stream = make_stream(high_band(stft_cfg, rate))
+        self.stream_rate = processing_rate(stft_cfg, rate)
+        self.resampled = rate != self.stream_rate
+        self.stream = make_stream(high_band(stft_cfg, rate), self.stream_rate)
         self._to_drop = self.stream.latency
-        self._frame_seconds = stft_cfg.hop / MODEL_RATE
+        self._frame_seconds = self.stream.cfg.hop / self.stream_rate
         if self.resampled:
             def make(a: int, b: int) -> soxr.ResampleStream:
                 return soxr.ResampleStream(a, b, 1, dtype="float32", quality="VHQ")
 
             self._down, self._up, self._round_trip = (
-                make(rate, MODEL_RATE), make(MODEL_RATE, rate), make(MODEL_RATE, rate))
+                make(rate, self.stream_rate), make(self.stream_rate, rate),
+                make(self.stream_rate, rate))
         self._input = self._enhanced = self._low = np.zeros(0, np.float32)
         self._emitted = 0
+        self._gains_dropped = 0  # frame_gains already dropped from the front
+        # Above the model rate nothing reads the per-frame gains: do not collect them.
+        self.stream.keep_gains = self.resampled
+
+    @property
+    def latency_ms(self) -> float:
+        """The algorithmic latency of the stream (the resamplers add their own buffering)."""
+        return self.stream.latency_ms
 
     def push(self, block: np.ndarray, last: bool = False) -> np.ndarray:
         """Feed the next ``block: [n]`` of input; returns the output that is complete so far.
         After the ``last`` block, everything has been returned (as many samples as were fed)."""
-        block = np.asarray(block, dtype=np.float32)
+        block = np.asarray(block, dtype=np.float32).reshape(-1)
+        if not np.all(np.isfinite(block)):
+            log.warning("NaN/inf input samples replaced by 0")
+            block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
         low = self._down.resample_chunk(block, last=last) if self.resampled else block
         enhanced = self.stream.process(low)
         if last:
@@ -291,7 +491,14 @@ class ChannelPipeline:
             return np.zeros(0, np.float32)
         gains = np.asarray(self.stream.frame_gains, dtype=np.float64)
         times = (self._emitted + np.arange(n)) / self.rate
-        gain = np.interp(times, np.arange(len(gains)) * self._frame_seconds, gains)
+        first = self._gains_dropped
+        gain = np.interp(times, (first + np.arange(len(gains))) * self._frame_seconds, gains)
+        # Gains of frames wholly before the next output are not needed again: a live stream
+        # keeps a few, not one per 16 ms since it started.
+        drop = int((self._emitted + n) / self.rate / self._frame_seconds) - 2 - first
+        if drop > 0:
+            del self.stream.frame_gains[:drop]
+            self._gains_dropped += drop
         out = self._enhanced[:n] + gain.astype(np.float32) * (self._input[:n] - self._low[:n])
         self._input, self._enhanced, self._low = (
             self._input[n:], self._enhanced[n:], self._low[n:])
@@ -312,58 +519,215 @@ class PipelineFactory(Protocol):
     def pipeline(self, rate: int) -> ChannelPipeline: ...
 
 
-def check_audio(audio: np.ndarray) -> np.ndarray:
-    """``audio`` as float32 ``[samples]`` or ``[channels, samples]``; ValueError (one line) for
-    no samples, NaN/inf or another shape. The array API of both backends starts here."""
-    audio = np.asarray(audio, dtype=np.float32)
+# Integer PCM as numpy holds it (sf.read(dtype="int16"), scipy.io.wavfile, wave): divided by
+# full scale (uint8 is offset binary), so int16 32767 is 32767/32768.
+_INT_SCALE = {np.dtype(np.int16): (0.0, 32768.0), np.dtype(np.int32): (0.0, 2147483648.0),
+              np.dtype(np.uint8): (128.0, 128.0), np.dtype(np.int8): (0.0, 128.0)}
+
+
+def mask_floor(atten_lim_db: float | None) -> float:
+    """The lowest mask gain for a reduction limit in dB (None or 0: no limit)."""
+    if atten_lim_db is None:
+        return 0.0
+    if isinstance(atten_lim_db, bool) or not isinstance(atten_lim_db, (int, float)) \
+            or not atten_lim_db >= 0:
+        raise ValueError(f"atten_lim_db must be a number of dB >= 0, got {atten_lim_db!r}")
+    return 10.0 ** (-float(atten_lim_db) / 20.0) if atten_lim_db else 0.0
+
+
+def with_floor(stream: FrameStream, floor: float) -> FrameStream:
+    """``stream`` with its mask floor set (see :attr:`FrameStream.floor`)."""
+    stream.floor = floor
+    return stream
+
+
+def check_rate(sample_rate: Any) -> int:
+    """``sample_rate`` as a positive int: TypeError for anything but an integer (a whole float
+    such as 44100.0 is accepted), ValueError for one <= 0."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer,
+                                                                      np.floating)):
+        raise TypeError(f"sample_rate must be an int in Hz (e.g. 16000), got "
+                        f"{type(sample_rate).__name__} {sample_rate!r}")
+    if float(sample_rate) != int(sample_rate):
+        raise TypeError(f"sample_rate must be a whole number of Hz, got {sample_rate!r}")
+    if int(sample_rate) <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
+    return int(sample_rate)
+
+
+def to_float(audio: Any) -> np.ndarray:
+    """``audio`` as float32: floats as they are, integer PCM (int8/16/32, uint8) scaled to
+    [-1, 1); TypeError for other types (strings, objects, int64)."""
+    array = np.asarray(audio)
+    if array.dtype in _INT_SCALE:
+        offset, scale = _INT_SCALE[array.dtype]
+        return ((array.astype(np.float32) - offset) / scale).astype(np.float32)
+    if array.dtype.kind in "fb" or (array.dtype.kind in "iu" and array.dtype.itemsize <= 2):
+        return array.astype(np.float32)
+    raise TypeError(f"audio must be float or int16/int32/uint8 PCM samples, got dtype "
+                    f"{array.dtype}")
+
+
+def check_audio(audio: Any) -> np.ndarray:
+    """``audio`` as float32 ``[samples]`` or 2-D; ValueError (one line) for no samples, NaN/inf
+    or another shape; integer PCM scaled (see :func:`to_float`)."""
+    audio = to_float(audio)
     if audio.size == 0:
         raise ValueError("audio has 0 samples")
     if not np.all(np.isfinite(audio)):
         raise ValueError("audio contains NaN or infinite samples")
     if audio.ndim not in (1, 2):
-        raise ValueError(f"audio must be [samples] or [channels, samples], got {audio.shape}")
+        raise ValueError(f"audio must be [samples], [samples, channels] or [channels, samples], "
+                         f"got shape {audio.shape}")
     return audio
 
 
-def enhance_array(enhancer: PipelineFactory, audio: np.ndarray, rate: int) -> np.ndarray:
-    """``audio: [samples]`` or ``[channels, samples]`` at ``rate`` through fresh pipelines in one
-    block; same shape and length out. Validates the input like the file path does."""
+def channels_first_of(shape: tuple[int, ...], channels_first: bool | None) -> bool:
+    """Which axis of a 2-D ``shape`` holds the channels.
+
+    ``channels_first`` True: ``[channels, samples]``; False: ``[samples, channels]`` (what
+    ``soundfile.read`` returns); None: the shorter axis is the channel axis (a recording has
+    more samples than channels), and a square array is refused (say which it is).
+    """
+    if channels_first is not None:
+        return bool(channels_first)
+    if shape[0] == shape[1]:
+        raise ValueError(f"audio of shape {shape} is ambiguous: pass channels_first=True for "
+                         "[channels, samples] or False for [samples, channels]")
+    return shape[0] < shape[1]
+
+
+def enhance_array(enhancer: PipelineFactory, audio: Any, rate: Any,
+                  channels_first: bool | None = None,
+                  whole: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """``audio`` at ``rate`` through fresh pipelines in one block: ``[samples]``,
+    ``[samples, channels]`` (as ``soundfile.read`` gives) or ``[channels, samples]`` (see
+    :func:`channels_first_of`); integer PCM is scaled to float. Returns float32 of the same
+    shape (and layout) and length. ``whole(channel)``: enhance one ``[samples]`` channel in
+    one call instead of a pipeline (the backends' offline path at the model rate)."""
+    rate = check_rate(rate)
     audio = check_audio(audio)
-    if rate <= 0:
-        raise ValueError(f"sample rate must be positive, got {rate}")
-    channels = audio[None] if audio.ndim == 1 else audio
-    out = np.stack([enhancer.pipeline(rate).push(ch, last=True) for ch in channels])
-    return out[0] if audio.ndim == 1 else out
+
+    def one(channel: np.ndarray) -> np.ndarray:
+        channel = np.ascontiguousarray(channel)
+        return whole(channel) if whole else enhancer.pipeline(rate).push(channel, last=True)
+
+    if audio.ndim == 1:
+        return one(audio)
+    first = channels_first_of(audio.shape, channels_first)
+    out = np.stack([one(ch) for ch in (audio if first else audio.T)])
+    return out if first else np.ascontiguousarray(out.T)
+
+
+class MultiChannelStream:
+    """Live enhancement of interleaved ``[n, channels]`` (or mono ``[n]``) chunks at any rate.
+
+    :meth:`process` returns the output completed so far in the same layout (its length varies
+    from call to call while resamplers fill; the total equals the input once :meth:`flush` has
+    returned the rest). Each channel is enhanced on its own; chunks are never flattened.
+    """
+
+    def __init__(self, enhancer: PipelineFactory, rate: Any, channels: int = 1):
+        if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) \
+                or channels < 1:
+            raise ValueError(f"channels must be an int >= 1, got {channels!r}")
+        self.rate = check_rate(rate)
+        self.channels = int(channels)
+        self.pipes = [enhancer.pipeline(self.rate) for _ in range(self.channels)]
+
+    @property
+    def latency_ms(self) -> float:
+        """The algorithmic latency (32 ms + 16 ms per look-ahead frame)."""
+        return self.pipes[0].latency_ms
+
+    def _push(self, chunk: Any, last: bool) -> np.ndarray:
+        data = to_float(chunk)
+        if data.ndim == 1 and self.channels == 1:
+            data = data[:, None]
+        if data.ndim != 2 or data.shape[1] != self.channels:
+            raise ValueError(f"chunk must be [samples, channels={self.channels}] "
+                             f"{'or [samples] ' if self.channels == 1 else ''}"
+                             f"for this stream, got shape {np.shape(chunk)}")
+        out = [p.push(np.ascontiguousarray(data[:, c]), last)
+               for c, p in enumerate(self.pipes)]
+        n = min(len(o) for o in out)
+        assert all(len(o) == n for o in out)  # every channel's pipeline runs in step
+        stacked = np.stack(out, axis=1) if n else np.zeros((0, self.channels), np.float32)
+        return stacked[:, 0] if np.ndim(chunk) == 1 else stacked
+
+    def process(self, chunk: Any) -> np.ndarray:
+        """Feed ``chunk: [n, channels]`` (or ``[n]`` for mono); returns completed output."""
+        return self._push(chunk, last=False)
+
+    def flush(self) -> np.ndarray:
+        """End of stream: the rest of the output, ``[m, channels]``."""
+        return self._push(np.zeros((0, self.channels), np.float32), last=True)
+
+
+def residual_path(dst: Path) -> Path:
+    """Where ``--residual`` writes what was removed: ``out.wav`` -> ``out.residual.wav``."""
+    return dst.with_name(f"{dst.stem}.residual{dst.suffix}")
 
 
 def enhance_file(enhancer: PipelineFactory, src: Path, dst: Path, overwrite: bool = False,
-                 progress: bool = False) -> dict:
-    """Enhance one file into ``dst`` (same rate, channels and length), block by block in bounded
-    memory, written atomically. Returns a summary dict. Raises AudioError for bad files."""
+                 progress: bool = False, subtype: str | None = None,
+                 residual: bool = False) -> dict:
+    """Enhance one file into ``dst`` (same rate, channels and length; format from ``dst``'s
+    extension; ``subtype`` or the input's when the format holds it, see
+    :func:`speechmask.audio.output_subtype`), block by block in bounded memory, written
+    atomically. ``residual``: also write the input minus the output (what was removed) to
+    :func:`residual_path`. Returns a summary dict. Raises AudioError for bad files."""
+    import contextlib
+    import time
+
     from tqdm import tqdm
 
+    t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
     if dst.resolve() == src.resolve():
         raise AudioError(dst, "output would overwrite the input; choose another -o")
     with open_audio(src) as handle:
         rate, channels, frames = handle.samplerate, handle.channels, handle.frames
         block = max(1, int(BLOCK_SECONDS * rate))
+        try:
+            out_subtype = output_subtype(dst.suffix, handle.subtype, subtype)
+        except (KeyError, ValueError) as err:
+            raise AudioError(dst, str(err)) from None
         pipes = [enhancer.pipeline(rate) for _ in range(channels)]
-        with AtomicAudioWriter(dst, rate, channels, overwrite) as writer:
+        with open_writer(dst, rate, channels, overwrite, out_subtype) as writer, \
+                contextlib.ExitStack() as extra:
+            removed = extra.enter_context(open_writer(
+                residual_path(dst), rate, channels, overwrite, out_subtype)) if residual else None
+            pending = np.zeros((channels, 0), np.float32)  # input not yet matched by output
             bar = tqdm(total=frames / rate, unit="s", desc=src.name, leave=False,
                        disable=not progress or frames < 60 * rate, bar_format="{l_bar}{bar}| "
                        "{n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
             done = 0
-            for data in read_blocks(handle, src, block):
+            # One block of look-ahead: the last block is known when the next one is empty (a
+            # decoded media file's length is only an estimate until then).
+            blocks = read_blocks(handle, src, block)
+            data = next(blocks, None)
+            while data is not None:
+                following = next(blocks, None)
                 done += data.shape[-1]
-                last = done >= frames
-                writer.write(np.stack([p.push(ch, last) for p, ch in zip(pipes, data,
-                                                                          strict=True)]))
+                out = np.stack([p.push(ch, following is None)
+                                for p, ch in zip(pipes, data, strict=True)])
+                writer.write(out)
+                if removed is not None:
+                    pending = np.concatenate([pending, data], axis=1)
+                    removed.write(pending[:, : out.shape[1]] - out)
+                    pending = pending[:, out.shape[1] :]
                 bar.update(data.shape[-1] / rate)
-            if done < frames or writer.frames != frames:
+                data = following
+            exact = not isinstance(handle, MediaReader)
+            if done == 0 or writer.frames != done or (exact and done < frames):
                 raise AudioError(src, f"file ended after {done} of {frames} samples; is it "
                                  "truncated?")
             bar.close()
+            if removed is not None:
+                removed.commit()
             writer.commit()
+    frames = done
     return {"input": str(src), "output": str(dst), "seconds": frames / rate,
-            "rate": rate, "channels": channels}
+            "rate": rate, "channels": channels, "subtype": out_subtype,
+            "seconds_taken": time.perf_counter() - t0}

@@ -21,15 +21,16 @@ from .pipeline import FrameStream
 
 
 class StreamingEnhancer(FrameStream):
-    """Causal chunk-wise enhancement of a mono 16 kHz stream with a torch :class:`MaskNet`."""
+    """Causal chunk-wise enhancement of a mono stream with a torch :class:`MaskNet` (at the
+    model rate, or a ``rate`` :func:`speechmask.pipeline.processing_rate` gives)."""
 
     def __init__(self, model: MaskNet, stft_cfg: StftConfig = StftConfig(),
-                 strength: float = 1.0, gain_band: tuple[int, int] | None = None):
+                 strength: float = 1.0, gain_band: tuple[int, int] | None = None,
+                 rate: int | None = None):
         self.model = model.eval()
         # Runs where the model's weights are (CPU, or a GPU for an Enhancer built with one).
         self.device = next(model.parameters()).device
-        self.window = torch.hann_window(stft_cfg.n_fft, periodic=True, device=self.device).sqrt()
-        super().__init__(stft_cfg, strength, gain_band, model.cfg.lookahead)
+        super().__init__(stft_cfg, strength, gain_band, model.cfg.lookahead, rate)
 
     @classmethod
     def load(cls, path=None, strength: float = 1.0) -> StreamingEnhancer:
@@ -39,12 +40,10 @@ class StreamingEnhancer(FrameStream):
     def _reset_state(self) -> None:
         self.state: State | None = None
 
+    def _state_is_finite(self) -> bool:
+        return self.state is None or all(bool(torch.isfinite(s).all()) for s in self.state)
+
     @torch.no_grad()
-    def _masked_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = torch.from_numpy(frames).to(self.device) * self.window
-        spec = torch.fft.rfft(x, dim=-1)  # [K, F]
-        mask, self.state = self.model(spec.abs()[None], self.state)
-        spec = self.delay_spectra(spec)  # the frames the masks are for
-        mask = self.apply_strength(mask[0])
-        out = torch.fft.irfft(spec * mask, n=self.cfg.n_fft, dim=-1) * self.window
-        return out.cpu().numpy(), mask.cpu().numpy()
+    def _network(self, mag: np.ndarray) -> np.ndarray:
+        mask, self.state = self.model(torch.from_numpy(mag).to(self.device)[None], self.state)
+        return mask[0].float().cpu().numpy()

@@ -1,0 +1,50 @@
+"""Issue 22 items 5 and 10: commands that need no torch do not import it; threads."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from speechmask import cli
+
+SAMPLE = Path(__file__).parents[1] / "data" / "samples" / "cafe_noisy.flac"
+SHIPPED_ONNX = Path(cli.__file__).parent / "pretrained" / "default" / "model.onnx"
+
+
+def _run_without_importing_torch(*argv: str) -> subprocess.CompletedProcess:
+    """The CLI in a fresh interpreter; exit code 42 when torch got imported."""
+    code = ("import sys\nfrom speechmask.cli import main\n"
+            "try:\n    rc = main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code\n"
+            "sys.exit(42 if 'torch' in sys.modules else rc)\n")
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["info", "--model", str(SHIPPED_ONNX)],
+                                  ["stream", "--help"]])
+def test_light_commands_do_not_import_torch(argv):
+    result = _run_without_importing_torch(*argv)
+    assert result.returncode == 0, (result.returncode, result.stderr)
+
+
+def test_info_reads_the_shipped_onnx():
+    result = _run_without_importing_torch("info", "--model", str(SHIPPED_ONNX))
+    assert "parameters: 2,022,785" in result.stdout and "48 ms" in result.stdout
+
+
+def test_enhance_with_the_shipped_model_runs_onnx_without_torch(tmp_path):
+    """Item 5: the faster backend (onnxruntime) is the default for the shipped model."""
+    result = _run_without_importing_torch("-q", "enhance", str(SAMPLE), "-o",
+                                          str(tmp_path / "o.wav"))
+    assert result.returncode == 0, (result.returncode, result.stderr)
+    assert (tmp_path / "o.wav").is_file()
+
+
+def test_threads_default_and_omp_num_threads(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert cli._threads(None) == 1 and cli._threads(3) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert cli._threads(None) is None  # left to the user's setting
+    with pytest.raises(cli.UserError, match="--threads"):
+        cli._threads(0)
