@@ -85,6 +85,9 @@ def test_runtime_settings_are_not_part_of_the_recipe():
     ("[[stage]]\nname = 'a'\n[[stage]]\nname = 'b'\nlrr = 1\n", "stage 'b'"),
     ("init = 'none.pt'\n[[stage]]\nname = 'a'\n", "no such model file"),
     ("[[stage]\n", "not valid TOML"),
+    ("average = ['a', 'b']\n[[stage]]\nname = 'a'\n", "neither a stage nor init"),
+    ("average = ['a']\n[[stage]]\nname = 'a'\n", "two or more"),
+    ("average = 'a'\n[[stage]]\nname = 'a'\n", "must be a list"),
 ])
 def test_mistakes_are_one_line_errors(tmp_path, text, needle):
     with pytest.raises(ConfigError) as err:
@@ -132,6 +135,24 @@ def test_two_stages_run_chain_and_skip_when_done(tmp_path, toy_data):
     calls = []
     run_recipe(recipe, out, train_fn=lambda *a, **k: calls.append(a), **toy_data)
     assert calls == []  # both stages done: nothing trains again
+
+
+def test_final_model_can_be_the_average_of_stages(tmp_path, toy_data):
+    # A top-level key comes before the TOML tables.
+    text = 'average = ["first", "second"]\n' + TINY
+    recipe = _recipe(tmp_path, text)
+    assert recipe.average == ("first", "second")
+    out = tmp_path / "run"
+    final = run_recipe(recipe, out, **toy_data)
+    first = ckpt.load_raw(out / "01_first" / "best.pt")["state_dict"]
+    second = ckpt.load_raw(out / "02_second" / "best.pt")["state_dict"]
+    payload = ckpt.load_raw(final)
+    for key, value in payload["state_dict"].items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (first[key].float() + second[key].float()) / 2)
+    assert payload["recipe"]["text"] == text
+    stages = ckpt.training_stages(payload)  # first, second, then the average of both
+    assert len(stages) == 3 and "02_second" in str(stages[-1])
 
 
 def test_an_interrupted_stage_resumes_from_last(tmp_path, toy_data):

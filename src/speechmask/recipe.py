@@ -43,7 +43,7 @@ from .train import TrainConfig, adopt_architecture
 
 log = logging.getLogger(__name__)
 
-RECIPE_KEYS = ("name", "description", "init", "base", "stage")
+RECIPE_KEYS = ("name", "description", "init", "base", "stage", "average")
 # Where and how fast to run: given per command, never part of what a recipe records.
 RUNTIME_FIELDS = ("threads", "device", "loader_workers")
 DONE = "done.json"
@@ -73,6 +73,9 @@ class Recipe:
     text: str
     path: Path
     overrides: tuple[str, ...] = ()
+    # The final model is the uniform average of these ("init" or stage names), when given;
+    # else the last stage's best epoch.
+    average: tuple[str, ...] = ()
 
     @property
     def record(self) -> str:
@@ -143,9 +146,20 @@ def parse_recipe(text: str, path: Path, overrides: tuple[str, ...] = ()) -> Reci
     init_path = (path.parent / init).resolve() if init else None
     if init_path is not None and not init_path.is_file():
         raise ConfigError(f"{path}: init {init!r}: no such model file ({init_path})")
+    average = data.get("average", [])
+    known = {"init"} | names if init_path is not None else names
+    if not isinstance(average, list) or any(not isinstance(a, str) for a in average):
+        raise ConfigError(f"{path}: average must be a list of stage names (or \"init\")")
+    for item in average:
+        if item not in known:
+            raise ConfigError(f"{path}: average names {item!r}, which is neither a stage nor "
+                              f"init; use some of {', '.join(sorted(known))}")
+    if len(average) == 1:
+        raise ConfigError(f"{path}: average needs two or more models, got {average}")
     return Recipe(name=str(data.get("name") or path.stem),
                   description=str(data.get("description") or ""), init=init_path,
-                  stages=tuple(stages), text=text, path=path, overrides=tuple(overrides))
+                  stages=tuple(stages), text=text, path=path, overrides=tuple(overrides),
+                  average=tuple(average))
 
 
 def split_runtime(overrides: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, Any]]:
@@ -241,6 +255,12 @@ def run_recipe(
                                           "best": best}, indent=2))
         previous = d / "best.pt"
     final = out / FINAL
+    if recipe.average:
+        bests = {stage.name: stage_dir(out, i, stage) / "best.pt"
+                 for i, stage in enumerate(recipe.stages)}
+        sources = [recipe.init if name == "init" else bests[name] for name in recipe.average]
+        log.info("recipe %s: final model = mean of %s", recipe.name, ", ".join(recipe.average))
+        previous = ckpt.average_models(sources, out / "average.pt", half=False)
     payload = ckpt.load_raw(previous)
     payload["recipe"] = {"name": recipe.name, "text": recipe.record}
     ckpt.save(final, payload)
