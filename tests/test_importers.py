@@ -350,3 +350,21 @@ def test_pair_dataset_pads_short_pairs_without_clipping():
         assert np.max(np.abs(m.noisy)) <= 0.99 + 1e-6
     with pytest.raises(DataError):
         PairDataset([])
+
+
+@pytest.mark.parametrize(("groups", "fraction", "held_items"), [
+    # Two folders of 1,786 and 900 files at 10 %: no whole folder is close; split by file.
+    (["a"] * 1786 + ["b"] * 900, 0.1, 0),
+    # Four equal speakers at 10 %: one speaker (25 %) is the closest whole-speaker split.
+    ([s for s in "abcd" for _ in range(5)], 0.1, 5),
+    # Ten speakers of 10 files at 20 %: two speakers.
+    ([str(i) for i in range(10) for _ in range(10)], 0.2, 20),
+    # Unique ids (split by file): exactly round(fraction * n).
+    ([str(i) for i in range(50)], 0.1, 5),
+])
+def test_holdout_follows_the_fraction(groups, fraction, held_items):
+    from speechmask.importers import _holdout
+
+    held = _holdout(groups, fraction, seed=0, salt=1)
+    assert sum(g in held for g in groups) == held_items
+    assert _holdout(groups, fraction, seed=0, salt=1) == held  # seeded
