@@ -39,3 +39,9 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """:func:`write_atomic` for UTF-8 text (JSON summaries, CSV tables)."""
+    data = text.encode("utf-8")
+    return write_atomic(path, lambda handle: handle.write(data))

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from .atomic import write_atomic
+from .errors import first_line
 from .features import StftConfig
 from .model import MaskNet, ModelConfig
 
@@ -53,7 +54,7 @@ def load_raw(path: str | os.PathLike) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt files
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise CheckpointError(
             f"{path}: not a readable speechmask model ({first[:120]}); re-download or retrain it"
         ) from None
@@ -76,7 +77,7 @@ def load_model(path: str | os.PathLike | None = None) -> tuple[MaskNet, StftConf
         model.load_state_dict(payload["state_dict"])
         stft_cfg = StftConfig(**payload["stft_config"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        first = str(err).strip().splitlines()[0][:120]
+        first = first_line(err, 120)
         raise CheckpointError(f"{path}: model does not match this speechmask ({first})") from None
     model.eval()
     return model, stft_cfg, payload

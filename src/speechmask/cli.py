@@ -15,6 +15,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from .errors import first_line
+
 log = logging.getLogger("speechmask")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -1464,7 +1466,7 @@ def main(argv: list[str] | None = None) -> int:
     except _known_errors() as err:
         if args.debug:
             raise
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        message = first_line(err)
         print(f"speechmask: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as err:

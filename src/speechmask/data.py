@@ -7,6 +7,7 @@ mixture, so training runs and evaluation sets can be reproduced bit for bit.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 from collections.abc import Collection, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import write_text_atomic
 from .audio import MODEL_RATE, AudioError, load_mono, write_audio
 from .augment import (  # noqa: F401  (colored_noise, random_eq re-exported)
     GENERATORS,
@@ -602,14 +604,11 @@ def write_pairs(pairs: Sequence[EvalPair], out_dir: str | os.PathLike) -> Path:
             "noise_file": p.noise_file,
             "room": p.room,
         })
-    csv_path = out_dir / "pairs.csv"
-    tmp = out_dir / ".pairs.csv.part"
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=PAIRS_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, csv_path)
-    return csv_path
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=PAIRS_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(out_dir / "pairs.csv", text.getvalue())
 
 
 @dataclass(frozen=True)

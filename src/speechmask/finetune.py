@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from .atomic import write_text_atomic
 from .audio import AudioError, load_mono
 from .data import (
     EVAL_SEED,
@@ -47,6 +48,7 @@ from .data import (
     mix,
 )
 from .enhance import Enhancer
+from .errors import first_line
 from .evaluate import METRIC_LABELS
 from .features import StftConfig
 from .importers import load_user_data, make_train_dataset
@@ -72,11 +74,6 @@ VALID_UTTERANCES = 24
 WARMUP_STEPS = 20
 # Salt of the seeded subset / mixture choices (so they differ from the corpus' eval sets).
 _SALT_TRAIN, _SALT_VALID, _SALT_MIX = 31, 32, 33
-
-
-def _one_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,7 +145,7 @@ def finetune_config(
         )
         return with_overrides(cfg, **(overrides or {}))
     except (TypeError, ValueError) as err:
-        raise DataError(f"invalid fine-tuning setting: {_one_line(err)}") from None
+        raise DataError(f"invalid fine-tuning setting: {first_line(err)}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,9 +400,7 @@ def finetune(
     ckpt.save(best_path, {k: v for k, v in tuned_payload.items() if k not in ("format",
                                                                               "version")}
               | {"finetune": _jsonable(summary)})
-    tmp = out / ".finetune.json.part"
-    tmp.write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
-    os.replace(tmp, out / "finetune.json")
+    write_text_atomic(out / "finetune.json", json.dumps(_jsonable(summary), indent=2) + "\n")
     log.info("fine-tuned %s -> %s in %.0f s", init_path, best_path, summary["seconds"])
     return summary
 

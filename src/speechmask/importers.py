@@ -29,6 +29,7 @@ training :class:`torch.utils.data.Dataset` (:class:`PairDataset` or
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -43,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import write_text_atomic
 from .audio import MODEL_RATE, AudioError, find_audio_files, load_mono, write_audio
 from .data import (
     EVAL_SNRS_DB,
@@ -343,12 +345,11 @@ class _PairWriter:
 
     def close(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / ".pairs.csv.part"
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=PAIRS_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(self.rows)
-        os.replace(tmp, self.folder / "pairs.csv")
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=PAIRS_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text_atomic(self.folder / "pairs.csv", text.getvalue())
 
 
 @dataclass
@@ -697,13 +698,10 @@ def import_dataset(
             "valid_hours": job.valid.samples / MODEL_RATE / 3600,
             **extra,
         }
-        tmp = out / ".dataset.json.part"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, out / "dataset.json")
+        write_text_atomic(out / "dataset.json", json.dumps(summary, indent=2) + "\n")
     except BaseException:
         for sub in ("train", "valid"):
             shutil.rmtree(out / sub, ignore_errors=True)
-        (out / ".dataset.json.part").unlink(missing_ok=True)
         if created:
             try:
                 out.rmdir()

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import first_line
+
 # Extensions read with PyAV (libsndfile reads none of them).
 MEDIA_EXTENSIONS = (".m4a", ".aac", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".wma", ".3gp")
 
@@ -44,7 +46,7 @@ class MediaReader:
         try:
             self._container = av.open(str(self.path))
         except (av.error.FFmpegError, OSError, ValueError) as err:
-            raise MediaError(f"cannot decode ({_first_line(err)})") from None
+            raise MediaError(f"cannot decode ({first_line(err, 160)})") from None
         streams = self._container.streams.audio
         if not streams:
             self._container.close()
@@ -78,7 +80,7 @@ class MediaReader:
             self._done = True
             frame = None
         except av.error.FFmpegError as err:
-            raise MediaError(f"decoding failed part-way ({_first_line(err)})") from None
+            raise MediaError(f"decoding failed part-way ({first_line(err, 160)})") from None
         for out in self._resampler.resample(frame):
             data = out.to_ndarray().reshape(-1, self.channels).astype(np.float32, copy=False)
             self._buffer = np.concatenate([self._buffer, data])
@@ -98,11 +100,6 @@ class MediaReader:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:160] if text else type(err).__name__
 
 
 class AtomicM4aWriter:
@@ -140,7 +137,7 @@ class AtomicM4aWriter:
             self._rate = rate
         except (av.error.FFmpegError, ValueError) as err:
             self.tmp.unlink(missing_ok=True)
-            raise MediaError(f"cannot write AAC ({_first_line(err)})") from None
+            raise MediaError(f"cannot write AAC ({first_line(err, 160)})") from None
 
     def _mux(self, frame: Any) -> None:
         for packet in self._stream.encode(frame):

@@ -28,6 +28,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .atomic import write_atomic
+from .errors import first_line
 from .pipeline import (
     ChannelPipeline,
     FrameStream,
@@ -162,11 +163,6 @@ def _write_atomic(path: Path, data: bytes) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:120] if text else type(err).__name__
-
-
 class OnnxMaskModel:
     """An exported mask network run with onnxruntime (CPU).
 
@@ -193,7 +189,7 @@ class OnnxMaskModel:
             )
         except Exception as err:  # onnxruntime raises several types for unreadable files
             raise OnnxModelError(
-                f"{self.path}: not a readable ONNX model ({_first_line(err)}); "
+                f"{self.path}: not a readable ONNX model ({first_line(err, 120)}); "
                 "re-export or re-download it"
             ) from None
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -216,7 +212,7 @@ class OnnxMaskModel:
             self.lookahead = int(self.model_config.get("lookahead", 0))
         except (KeyError, TypeError, ValueError) as err:
             raise OnnxModelError(
-                f"{self.path}: speechmask metadata is damaged ({_first_line(err)})"
+                f"{self.path}: speechmask metadata is damaged ({first_line(err, 120)})"
             ) from None
         self._state_in = state_names(self.cell, self.lookahead)
         self._outputs = ["mask", *(f"{name}_out" for name in self._state_in)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import logging
 import math
 import os
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from . import distributed
+from .atomic import write_atomic, write_text_atomic
 from .config import from_dict
 from .data import (
     Corpus,
@@ -286,12 +288,11 @@ LOG_COLUMNS = ("epoch", "step", "lr", "train_loss", "valid_loss", "valid_snr_db"
 
 def write_log(rows: list[dict], out_dir: Path) -> None:
     """Per-epoch CSV log, rewritten atomically each epoch."""
-    tmp = out_dir / ".train_log.csv.part"
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, out_dir / "train_log.csv")
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=LOG_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out_dir / "train_log.csv", text.getvalue())
 
 
 def _float(value: object) -> float:
@@ -334,10 +335,10 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.part.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=100))
+    finally:
+        plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------

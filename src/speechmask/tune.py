@@ -40,6 +40,7 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 
+from .atomic import write_atomic
 from .data import (
     AugmentConfig,
     Corpus,
@@ -618,12 +619,10 @@ def plot_trials(study: optuna.Study, path: str | os.PathLike) -> Path:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def best_config(study: optuna.Study, base: TrainConfig | None = None) -> TrainConfig:
