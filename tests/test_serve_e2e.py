@@ -183,8 +183,13 @@ def test_live_microphone(server, tmp_path):
         rate = int(live.get_attribute("data-rate"))
         _wait(driver, lambda d: int(live.get_attribute("data-received-samples") or 0) > 6 * rate,
               timeout=30, message="no enhanced audio came back")
-        values = {k: float(live.get_attribute(f"data-{k}")) for k in
-                  ("in-floor-db", "out-floor-db", "rtt-ms", "sent-samples", "received-samples")}
+        # One snapshot of the page's counters, read in a single script run: attribute by
+        # attribute, audio arriving between two reads made "received" exceed an older "sent".
+        keys = ("in-floor-db", "out-floor-db", "rtt-ms", "sent-samples", "received-samples")
+        snapshot = driver.execute_script(
+            "return arguments[1].map(k => arguments[0].getAttribute('data-' + k));", live,
+            list(keys))
+        values = dict(zip(keys, map(float, snapshot), strict=True))
         print("live levels:", values)
         assert values["out-floor-db"] < values["in-floor-db"] - 6, values
         assert 0 < values["rtt-ms"] < 1000, values
