@@ -4,52 +4,15 @@ Real corpus speech (test split) through the shipped ONNX model; the figures for 
 benchmark come from ``python -m benchmarks.fidelity``.
 """
 
-import csv
-from pathlib import Path
-
 import numpy as np
 import pytest
-import soundfile as sf
 import soxr
 
+from benchmarks.fidelity import air, corpus_speech, fft_resample
+from speechmask.data import default_corpus_dir
 from speechmask.onnx_backend import OnnxEnhancer, default_onnx_path
 
-CORPUS = Path(__file__).parents[1] / "data" / "corpus"
-
-
-def fft_resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Band-exact resampling (every bin below both Nyquists kept): full-band speech at a new
-    rate, without the hole a resampler's anti-alias filter leaves at the band edge."""
-    n = int(round(len(x) * rate_out / rate_in))
-    spec = np.fft.rfft(x.astype(np.float64))
-    out = np.zeros(n // 2 + 1, complex)
-    m = min(len(spec), len(out))
-    out[:m] = spec[:m]
-    return (np.fft.irfft(out, n) * rate_out / rate_in).astype(np.float32)
-
-
-def corpus_speech(seconds: float = 6.0, peak: float = 0.5) -> np.ndarray:
-    rows = [r for r in csv.DictReader(open(CORPUS / "manifest.csv"))
-            if r["split"] == "test" and r["kind"] == "speech"]
-    pieces, total = [], 0
-    for row in rows:
-        x, _ = sf.read(CORPUS / row["path"], dtype="float32")
-        pieces.append(x)
-        total += len(x)
-        if total >= seconds * 16000:
-            break
-    speech = np.concatenate(pieces)[: int(seconds * 16000)]
-    return (speech * peak / np.abs(speech).max()).astype(np.float32)
-
-
-def air(speech16: np.ndarray, rate: int) -> np.ndarray:
-    """Content above 8 kHz that follows the speech: its 0-8 kHz spectrum mirrored to 8-16 kHz
-    (zero-stuffing to 32 kHz), 20 dB down, at ``rate``."""
-    stuffed = np.zeros(2 * len(speech16), np.float32)
-    stuffed[::2] = 2 * speech16
-    spec = np.fft.rfft(stuffed)
-    spec[np.fft.rfftfreq(len(stuffed), 1 / 32000) < 8000] = 0
-    return 0.1 * fft_resample(np.fft.irfft(spec, len(stuffed)).astype(np.float32), 32000, rate)
+CORPUS = default_corpus_dir()
 
 
 def band_change_db(x: np.ndarray, y: np.ndarray, rate: int, lo: float, hi: float) -> float:
@@ -72,7 +35,7 @@ def test_high_rate_clean_speech_is_not_muffled(shipped, rate, kind):
     """Item 1: clean speech at 22.05/44.1/48 kHz keeps every band within 1.5 dB, the band above
     8 kHz included; full-band (a real high-rate recording) and resampled from 16 kHz with soxr
     (an empty 7.6-8 kHz band) alike."""
-    speech = corpus_speech()
+    speech = corpus_speech(6.0)
     if kind == "full-band":
         x = fft_resample(speech, 16000, rate)
     else:

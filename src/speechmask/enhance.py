@@ -24,10 +24,8 @@ from .features import StftConfig, istft, stft
 from .model import MaskNet, resolve_device
 from .pipeline import (
     BLOCK_SECONDS,
+    ArrayEnhancer,
     ChannelPipeline,
-    MultiChannelStream,
-    check_rate,
-    enhance_array,
     enhance_file,
     level_gains_offline,
     mask_floor,
@@ -39,7 +37,7 @@ __all__ = ["BLOCK_SECONDS", "ChannelPipeline", "Enhancer", "enhance_file"]
 log = logging.getLogger(__name__)
 
 
-class Enhancer:
+class Enhancer(ArrayEnhancer):
     """Denoise audio with a mask model.
 
     >>> enh = Enhancer.load()          # the shipped default model
@@ -85,29 +83,6 @@ class Enhancer:
             mask = mask.clamp(min=self.floor)
         out = istft(spec * mask, x.shape[-1], self.stft_cfg)
         return out[0].cpu().numpy(), mask[0].cpu().numpy()
-
-    def __call__(self, audio: np.ndarray, sample_rate: int,
-                 channels_first: bool | None = None) -> np.ndarray:
-        """Enhance ``audio`` at ``sample_rate`` (an int, Hz); returns float32 of the same shape
-        and length.
-
-        ``audio``: ``[samples]``, ``[samples, channels]`` (what ``soundfile.read`` returns) or
-        ``[channels, samples]``; float, or integer PCM (int16/int32/uint8, scaled to [-1, 1)).
-        For 2-D input the shorter axis is the channel axis, or say which it is with
-        ``channels_first``. Each channel is denoised on its own.
-        """
-        rate = check_rate(sample_rate)
-        whole = None
-        if rate == self.stft_cfg.sample_rate:
-            def whole(channel: np.ndarray) -> np.ndarray:
-                return self.mask_16k(channel)[0]
-        return enhance_array(self, audio, rate, channels_first, whole)
-
-    def stream(self, sample_rate: int, channels: int = 1) -> MultiChannelStream:
-        """Live enhancement at any rate and channel count: ``process([n, channels] chunk)``
-        returns the output completed so far, ``flush()`` the rest (see
-        :class:`speechmask.pipeline.MultiChannelStream`)."""
-        return MultiChannelStream(self, sample_rate, channels)
 
     def pipeline(self, rate: int) -> ChannelPipeline:
         """A block-wise enhancer for one channel at ``rate`` (bounded memory, same output)."""

@@ -30,11 +30,9 @@ import onnxruntime as ort
 from .atomic import write_atomic
 from .errors import first_line
 from .pipeline import (
+    ArrayEnhancer,
     ChannelPipeline,
     FrameStream,
-    MultiChannelStream,
-    check_rate,
-    enhance_array,
     level_gains_offline,
     mask_floor,
     sqrt_hann,
@@ -378,8 +376,9 @@ class OnnxStreamingEnhancer(FrameStream):
         return mask[0]
 
 
-class OnnxEnhancer:
-    """Torch-free :class:`speechmask.enhance.Enhancer`: any rate, mono or ``[channels, N]``.
+class OnnxEnhancer(ArrayEnhancer):
+    """Torch-free :class:`speechmask.enhance.Enhancer` (the same output within 1e-4): any rate,
+    mono, ``[samples, channels]`` or ``[channels, samples]``.
 
     >>> enh = OnnxEnhancer.load()      # the shipped model, or OnnxEnhancer.load("model.onnx")
     >>> clean = enh(noisy, 44100)      # noisy: [samples] or [channels, samples] float32
@@ -425,26 +424,3 @@ class OnnxEnhancer:
             lambda band, rate: with_floor(
                 OnnxStreamingEnhancer(self.model, self.strength, band, rate), self.floor),
             self.stft_cfg, rate)
-
-    def __call__(self, audio: np.ndarray, sample_rate: int,
-                 channels_first: bool | None = None) -> np.ndarray:
-        """Enhance ``audio`` at ``sample_rate`` (an int, Hz); returns float32 of the same shape
-        and length (what :class:`speechmask.enhance.Enhancer` returns, within 1e-4).
-
-        ``audio``: ``[samples]``, ``[samples, channels]`` (what ``soundfile.read`` returns) or
-        ``[channels, samples]``; float, or integer PCM (int16/int32/uint8, scaled to [-1, 1)).
-        For 2-D input the shorter axis is the channel axis, or say which it is with
-        ``channels_first``. Each channel is denoised on its own.
-        """
-        rate = check_rate(sample_rate)
-        whole = None
-        if rate == self.stft_cfg.sample_rate:
-            def whole(channel: np.ndarray) -> np.ndarray:
-                return self.mask_16k(channel)[0]
-        return enhance_array(self, audio, rate, channels_first, whole)
-
-    def stream(self, sample_rate: int, channels: int = 1) -> MultiChannelStream:
-        """Live enhancement at any rate and channel count: ``process([n, channels] chunk)``
-        returns the output completed so far, ``flush()`` the rest (see
-        :class:`speechmask.pipeline.MultiChannelStream`)."""
-        return MultiChannelStream(self, sample_rate, channels)

@@ -731,3 +731,41 @@ def enhance_file(enhancer: PipelineFactory, src: Path, dst: Path, overwrite: boo
     return {"input": str(src), "output": str(dst), "seconds": frames / rate,
             "rate": rate, "channels": channels, "subtype": out_subtype,
             "seconds_taken": time.perf_counter() - t0}
+
+
+class ArrayEnhancer:
+    """The array API both backends share (:class:`speechmask.enhance.Enhancer`,
+    :class:`speechmask.onnx_backend.OnnxEnhancer`). Subclasses provide ``stft_cfg``,
+    ``pipeline(rate)`` and ``mask_16k(channel) -> (enhanced, mask)``, the one-call offline path
+    at the model rate."""
+
+    stft_cfg: StftConfig
+
+    def pipeline(self, rate: int) -> ChannelPipeline:
+        raise NotImplementedError
+
+    def mask_16k(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def __call__(self, audio: np.ndarray, sample_rate: int,
+                 channels_first: bool | None = None) -> np.ndarray:
+        """Enhance ``audio`` at ``sample_rate`` (an int, Hz); returns float32 of the same shape
+        and length.
+
+        ``audio``: ``[samples]``, ``[samples, channels]`` (what ``soundfile.read`` returns) or
+        ``[channels, samples]``; float, or integer PCM (int16/int32/uint8, scaled to [-1, 1)).
+        For 2-D input the shorter axis is the channel axis, or say which it is with
+        ``channels_first``. Each channel is denoised on its own.
+        """
+        rate = check_rate(sample_rate)
+        whole = None
+        if rate == self.stft_cfg.sample_rate:
+            def whole(channel: np.ndarray) -> np.ndarray:
+                return self.mask_16k(channel)[0]
+        return enhance_array(self, audio, rate, channels_first, whole)
+
+    def stream(self, sample_rate: int, channels: int = 1) -> MultiChannelStream:
+        """Live enhancement at any rate and channel count: ``process([n, channels] chunk)``
+        returns the output completed so far, ``flush()`` the rest (see
+        :class:`MultiChannelStream`)."""
+        return MultiChannelStream(self, sample_rate, channels)
