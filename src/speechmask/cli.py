@@ -653,21 +653,20 @@ def _write_report(path: Path, rows: list[dict]) -> None:
     import csv
     import io
 
-    from .atomic import write_atomic
+    from .atomic import write_text_atomic
 
     fields = ["input", "output", "status", "seconds", "rate", "channels", "subtype",
               "seconds_taken", "error"]
     if path.suffix.lower() == ".json":
-        data = (json.dumps([{k: r.get(k) for k in fields} for r in rows], indent=2)
-                + "\n").encode()
-    else:
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fields, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
-        data = text.getvalue().encode()
-    write_atomic(path, lambda handle: handle.write(data))
+        write_text_atomic(path, json.dumps([{k: r.get(k) for k in fields} for r in rows],
+                                           indent=2) + "\n")
+        return
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
+    write_text_atomic(path, text.getvalue())
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:
@@ -1022,10 +1021,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"model: {args.model or 'shipped default'}")
     print(format_report(rows, hops, args.seconds))
     if args.json:
-        from .atomic import write_atomic
+        from .atomic import write_text_atomic
 
-        data = (json.dumps(report_json(rows, hops, args.seconds), indent=2) + "\n").encode()
-        write_atomic(Path(args.json), lambda handle: handle.write(data))
+        write_text_atomic(Path(args.json),
+                          json.dumps(report_json(rows, hops, args.seconds), indent=2) + "\n")
     return EXIT_OK
 
 

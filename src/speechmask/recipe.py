@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoint as ckpt
-from .atomic import write_atomic
+from .atomic import write_text_atomic
 from .config import ConfigError, from_dict, merge
 from .train import TrainConfig, adopt_architecture
 
@@ -173,11 +173,6 @@ def split_runtime(overrides: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str
     return kept, runtime
 
 
-def _write_text(path: Path, text: str) -> None:
-    data = text.encode("utf-8")
-    write_atomic(path, lambda handle: handle.write(data))
-
-
 def load_recipe(path: str | os.PathLike, overrides: tuple[str, ...] = ()) -> Recipe:
     """Read and parse the recipe file ``path`` (see :func:`parse_recipe`)."""
     path = Path(path)
@@ -227,7 +222,7 @@ def run_recipe(
     out = Path(out_dir)
     check_out_dir(out, recipe)
     out.mkdir(parents=True, exist_ok=True)
-    _write_text(out / RECIPE_COPY, recipe.record)
+    write_text_atomic(out / RECIPE_COPY, recipe.record)
     previous: Path | None = recipe.init
     status = stage_status(out, recipe)
     for i, (stage, state) in enumerate(zip(recipe.stages, status, strict=True)):
@@ -251,7 +246,7 @@ def run_recipe(
                           init_history=init_history, **train_kwargs)
         best = {k: v for k, v in (result.get("best") or {}).items()
                 if isinstance(v, (int, float, str))}
-        _write_text(d / DONE, json.dumps({"stage": stage.name, "epochs": result.get("epochs"),
+        write_text_atomic(d / DONE, json.dumps({"stage": stage.name, "epochs": result.get("epochs"),
                                           "best": best}, indent=2))
         previous = d / "best.pt"
     final = out / FINAL
