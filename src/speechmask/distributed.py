@@ -257,3 +257,47 @@ def check_same_weights(ctx: DistContext, model: torch.nn.Module) -> None:
     if len(set(digests)) != 1:
         raise RuntimeError(f"model weights differ between the {ctx.world_size} training "
                            "processes; the run is not consistent")
+
+
+class WorkerFailed(RuntimeError):
+    """A process started by :func:`launch_local` failed; it has printed its own error."""
+
+
+def launch_local(nproc: int, args: Sequence[str], module: str = "speechmask") -> None:
+    """Run ``python -m module *args`` in ``nproc`` processes on this machine, started the way
+    ``torchrun --standalone`` starts them (torch's elastic launcher), and wait for them. The
+    processes see torchrun's environment (:func:`launched_by_torchrun`), so a command that
+    launched them does not launch further ones. ``module`` is the program each one runs: the
+    CLI's ``train --nproc N`` passes its own command line; a test may run its own worker.
+
+    Raises :class:`WorkerFailed` when a process fails and ``KeyboardInterrupt`` when the
+    launcher is stopped by a signal."""
+    import signal
+    import sys
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc,
+                          run_id=uuid.uuid4().hex, rdzv_backend="c10d",
+                          rdzv_endpoint="localhost:0", max_restarts=0)
+    # Its multi-line failure report would bury the worker's own one-line error.
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    # The launcher installs signal handlers raising its SignalException and leaves them.
+    handled = [sig for sig in (getattr(signal, name, None) for name in
+                               ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")) if sig is not None]
+    handlers = {sig: signal.getsignal(sig) for sig in handled}
+    try:
+        elastic_launch(config, sys.executable)("-m", module, *args)
+    except ChildFailedError as err:
+        rank, failure = err.get_first_failure()
+        raise WorkerFailed(f"training process {rank} of {nproc} failed (exit code "
+                           f"{failure.exitcode}); see its message above") from None
+    except SignalException:
+        raise KeyboardInterrupt from None
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None:  # None: set outside Python, cannot be put back
+                signal.signal(sig, handler)
