@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from speechmask import cli
+import speechmask
+from speechmask.cli.common import UserError, threads_per_process
 
 SAMPLE = Path(__file__).parents[1] / "data" / "samples" / "cafe_noisy.flac"
-SHIPPED_ONNX = Path(cli.__file__).parent / "pretrained" / "default" / "model.onnx"
+SHIPPED_ONNX = Path(speechmask.__file__).parent / "pretrained" / "default" / "model.onnx"
 
 
 def _run_without_importing_torch(*argv: str) -> subprocess.CompletedProcess:
@@ -43,8 +44,8 @@ def test_enhance_with_the_shipped_model_runs_onnx_without_torch(tmp_path):
 
 def test_threads_default_and_omp_num_threads(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert cli._threads(None) == 1 and cli._threads(3) == 3
+    assert threads_per_process(None) == 1 and threads_per_process(3) == 3
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    assert cli._threads(None) is None  # left to the user's setting
-    with pytest.raises(cli.UserError, match="--threads"):
-        cli._threads(0)
+    assert threads_per_process(None) is None  # left to the user's setting
+    with pytest.raises(UserError, match="--threads"):
+        threads_per_process(0)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from speechmask.cli import _train_config, build_parser
+from speechmask.cli import build_parser
+from speechmask.cli.train import train_config
 from speechmask.config import (
     ConfigError,
     diff,
@@ -86,11 +87,11 @@ def test_train_flags_lay_over_the_file_and_set_over_both(tmp_path):
     args = build_parser().parse_args([
         "train", "--out", str(tmp_path / "run"), "--config", str(path), "--epochs", "9",
         "--set", "lr=0.003", "--set", "mix.augment.lowpass=0.2"])
-    cfg = _train_config(args)
+    cfg = train_config(args)
     assert (cfg.epochs, cfg.lr, cfg.mix.snr_low_db) == (9, 0.003, -10.0)
     assert cfg.mix.augment.room == 0.5 and cfg.mix.augment.lowpass == 0.2
-    off = _train_config(build_parser().parse_args(
+    off = train_config(build_parser().parse_args(
         ["train", "--out", "x", "--config", str(path), "--no-augment"]))
     assert off.mix.augment == AugmentConfig.off()
     # Without a file or flags, every setting is the dataclass default.
-    assert _train_config(build_parser().parse_args(["train", "--out", "x"])) == TrainConfig()
+    assert train_config(build_parser().parse_args(["train", "--out", "x"])) == TrainConfig()

@@ -229,7 +229,8 @@ def test_study_on_a_corpus_folder(tmp_path, toy):
 
 
 def test_summary_plot_and_best_command(resumed, tmp_path):
-    from speechmask.cli import _train_config, build_parser
+    from speechmask.cli import build_parser
+    from speechmask.cli.train import train_config
 
     _, _, _, study = resumed
     best = study.best_trial
@@ -249,7 +250,7 @@ def test_summary_plot_and_best_command(resumed, tmp_path):
         assert words[words.index(f"--{name}") + 1] == str(value)
     assert "# no CLI flag for: warmup_steps=1" in cmd
     # The command parsed by the real CLI gives the best trial's config (warm-up has no flag).
-    again = _train_config(build_parser().parse_args(words[1:]))
+    again = train_config(build_parser().parse_args(words[1:]))
     assert replace(again, warmup_steps=1) == tune.best_config(study, _base())
     # Without a base, the one stored in the study is used.
     assert tune.best_command(study) == tune.best_command(study, _base())
@@ -257,7 +258,7 @@ def test_summary_plot_and_best_command(resumed, tmp_path):
     held = _base(holdout_noise=("city", "rooster"))
     words = shlex.split(tune.best_command(study, held), comments=True)
     assert words[words.index("--hold-out-noise") + 1] == "city,rooster"
-    again = _train_config(build_parser().parse_args(words[1:]))
+    again = train_config(build_parser().parse_args(words[1:]))
     assert replace(again, warmup_steps=1) == tune.best_config(study, held)
 
 

@@ -1,0 +1,163 @@
+"""``speechmask info`` (what a model is), ``export`` (slim checkpoint, ONNX) and ``average``
+(the mean of several models' weights)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import EXIT_OK, UserError
+
+
+def add_info_parser(sub: argparse._SubParsersAction) -> None:
+    inf = sub.add_parser("info", help="size, cost and training figures of a model")
+    inf.add_argument("--model", default=None, help="checkpoint (default: shipped model)")
+    inf.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                     help=argparse.SUPPRESS)
+    inf.set_defaults(func=run_info)
+
+
+def add_model_file_parsers(sub: argparse._SubParsersAction) -> None:
+    """export and average: commands that write model files."""
+    ex = sub.add_parser("export", help="write a slim checkpoint and/or an ONNX model")
+    ex.add_argument("model", nargs="?", default=None,
+                    help="checkpoint, e.g. RUN/best.pt (default: shipped model)")
+    ex.add_argument("--out", default=None, help="slim .pt checkpoint to write")
+    ex.add_argument("--onnx", default=None, help="ONNX model to write")
+    ex.add_argument("--float32", action="store_true", help="keep float32 weights (default: "
+                    "float16, half the size)")
+    ex.add_argument("--overwrite", action="store_true")
+    ex.set_defaults(func=run_export)
+
+    av = sub.add_parser("average", help="average the weights of models of one training "
+                        "lineage (e.g. a model and the run trained on from it)")
+    av.add_argument("models", nargs="+", help="two or more checkpoints")
+    av.add_argument("--out", required=True, help="averaged .pt checkpoint to write")
+    av.add_argument("--float32", action="store_true", help="keep float32 weights (default: "
+                    "float16, half the size)")
+    av.add_argument("--overwrite", action="store_true")
+    av.set_defaults(func=run_average)
+
+
+def _info_onnx(path: Path) -> int:
+    """``info`` for an exported .onnx model: what its metadata says (no torch needed)."""
+    from ..onnx_backend import OnnxMaskModel, OnnxModelError
+
+    try:
+        model = OnnxMaskModel(path)
+    except OnnxModelError as err:
+        raise UserError(str(err)) from None
+    cfg, stft_cfg = model.model_config, model.stft_cfg
+    gates = 4 if model.cell == "lstm" else 3
+    h, f, k = model.hidden, model.n_freqs, model.lookahead
+    macs = sum(gates * h * ((f * (k + 1) if i == 0 else h) + h) for i in range(model.layers))
+    macs += h * f
+    params = sum(gates * (h * (f * (k + 1) if i == 0 else h) + h * h + 2 * h)
+                 for i in range(model.layers)) + h * f + f
+    ms_per_sample = 1000 / stft_cfg.sample_rate
+    print(f"model: {path} (ONNX, runs with onnxruntime)")
+    print(f"architecture: {model.cell.upper()} {model.layers}x{h} + dense {h}->{f} + sigmoid, "
+          f"{cfg.get('compression', 'log')} features, "
+          + (f"look-ahead {k} frame(s)" if k else "causal"))
+    print(f"parameters: {params:,}")
+    print(f"multiply-accumulates: {macs:,} per frame, "
+          f"{macs * stft_cfg.sample_rate / stft_cfg.hop / 1e6:.1f} M per second of audio")
+    print(f"STFT: {stft_cfg.sample_rate} Hz, n_fft {stft_cfg.n_fft}, hop {stft_cfg.hop} "
+          f"(algorithmic latency {stft_cfg.stream_latency(k) * ms_per_sample:.0f} ms)")
+    return EXIT_OK
+
+
+def run_info(args: argparse.Namespace) -> int:
+    if args.model and str(args.model).lower().endswith(".onnx"):
+        return _info_onnx(Path(args.model))
+    import importlib.util
+
+    if args.model is None and importlib.util.find_spec("torch") is None:
+        from ..onnx_backend import default_onnx_path
+
+        return _info_onnx(default_onnx_path())
+    from ..checkpoint import default_model_path, load_model, training_stages
+    from ..model import describe
+
+    path = Path(args.model) if args.model else default_model_path()
+    model, stft_cfg, payload = load_model(path)
+    frames_per_second = stft_cfg.sample_rate / stft_cfg.hop
+    info = describe(model, frames_per_second)
+    print(f"model: {path}")
+    print(f"architecture: {info['cell'].upper()} {info['layers']}x{info['hidden']} + dense "
+          f"{info['hidden']}->{info['n_freqs']} + sigmoid, {info['compression']} features, "
+          + (f"look-ahead {info['lookahead']} frame(s)" if info["lookahead"] else "causal"))
+    print(f"parameters: {info['parameters']:,}")
+    print(f"multiply-accumulates: {info['macs_per_frame']:,} per frame, "
+          f"{info['mmacs_per_second']:.1f} M per second of audio")
+    lookahead = info["lookahead"]
+    ms_per_sample = 1000 / stft_cfg.sample_rate
+    latency = stft_cfg.stream_latency(lookahead) * ms_per_sample
+    print(f"STFT: {stft_cfg.sample_rate} Hz, n_fft {stft_cfg.n_fft}, hop {stft_cfg.hop} "
+          f"(algorithmic latency {latency:.0f} ms"
+          + (f", of which {lookahead * stft_cfg.hop * ms_per_sample:.0f} ms look-ahead: "
+             f"{lookahead} frame(s))" if lookahead else ")"))
+    stages = training_stages(payload)
+    # One line per run or average the weights went through (earlier ones: `train --init`).
+    for i, stage in enumerate(stages, 1):
+        label = f"training (stage {i} of {len(stages)})" if len(stages) > 1 else "training"
+        if stage.get("averaged_from"):
+            print(f"{label}: weights = mean of {', '.join(map(str, stage['averaged_from']))}")
+        else:
+            print(f"{label}: epoch {stage.get('epoch')}, valid SNR "
+                  f"{stage.get('valid_snr_db', float('nan')):.2f} dB, "
+                  f"{stage.get('seconds', 0) / 60:.0f} min")
+    train_config = payload.get("train_config")
+    held = train_config.get("holdout_noise") if isinstance(train_config, dict) else None
+    if held:
+        print(f"noise types held out of training: {', '.join(held)} (the last stage's valid "
+              "SNR is on these only)")
+    calibration = payload.get("calibration")
+    if isinstance(calibration, dict):
+        by_exponent = {s["exponent"]: s for s in calibration.get("scores", [])}
+        trained, chosen = by_exponent.get(1.0), by_exponent.get(model.cfg.mask_exponent)
+        gain = (f": SNR {trained['snr_db']:.2f} -> {chosen['snr_db']:.2f} dB, SI-SDR "
+                f"{trained['si_sdr_db']:.2f} -> {chosen['si_sdr_db']:.2f} dB"
+                if trained and chosen else "")
+        print(f"mask exponent: {model.cfg.mask_exponent:g} (calibrated on the "
+              f"{calibration.get('set')}{gain})")
+    return EXIT_OK
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from ..checkpoint import default_model_path, export_inference, load_model
+    from ..outputs import refuse_target
+
+    if not args.out and not args.onnx:
+        raise UserError("give --out FILE.pt (slim checkpoint) and/or --onnx FILE.onnx")
+    src = Path(args.model) if args.model else default_model_path()
+    for target in filter(None, (args.out, args.onnx)):
+        refuse_target(Path(target), [src], args.overwrite)
+    model, stft_cfg, _ = load_model(src)
+    if args.out:
+        out = export_inference(src, args.out, half=not args.float32)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {model.parameter_count():,} "
+              f"parameters, {'float32' if args.float32 else 'float16'} weights)")
+    if args.onnx:
+        try:
+            from ..onnx_backend import export_onnx
+        except ImportError as err:  # onnx is an optional extra
+            raise UserError(f"ONNX export needs the onnx package ({err.name} missing): "
+                            "pip install 'speechmask[torch]'") from None
+        out = export_onnx(model, stft_cfg, args.onnx)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): frame-by-frame model with its "
+              "recurrent state as inputs/outputs, runs with onnxruntime alone")
+    return EXIT_OK
+
+
+def run_average(args: argparse.Namespace) -> int:
+    from ..checkpoint import average_models, load_model
+    from ..outputs import refuse_target
+
+    target = Path(args.out)
+    refuse_target(target, [Path(src) for src in args.models], args.overwrite)
+    out = average_models(args.models, target, half=not args.float32)
+    model, _, _ = load_model(out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {model.parameter_count():,} "
+          f"parameters): the mean of {len(args.models)} models' weights")
+    return EXIT_OK
