@@ -18,6 +18,7 @@ from speechmask import distributed
 from speechmask.cli import main
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
+TESTS = str(Path(__file__).resolve().parent)  # ddp_worker: the CLI + each rank's final weights
 TINY = ["--hidden", "8", "--layers", "1", "--dropout", "0", "--examples-per-epoch", "9",
         "--batch-size", "4", "--crop-seconds", "0.5", "--lr", "0.01", "--patience", "0"]
 
@@ -41,9 +42,10 @@ def dataset(tmp_path_factory, request):
 
 @pytest.fixture
 def importable(monkeypatch):
-    """Worker processes run `python -m speechmask`: make it importable without installing."""
+    """Worker processes run `python -m speechmask` or `python -m ddp_worker`: make them
+    importable without installing."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [
-        SRC, os.environ.get("PYTHONPATH")])))
+        SRC, TESTS, os.environ.get("PYTHONPATH")])))
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
 
@@ -67,11 +69,16 @@ def _assert_ranks_match_checkpoint(dump_dir, run_dir):
         assert all(torch.equal(live[k], saved[k]) for k in saved), f"rank {rank} differs"
 
 
-def test_two_processes_train_alike_checkpoint_and_resume(tmp_path, dataset, capfd, importable):
+def test_two_processes_train_alike_checkpoint_and_resume(tmp_path, dataset, capfd, importable,
+                                                         monkeypatch):
     run = tmp_path / "run"
-    # `speechmask train --nproc 2`: the CLI starts the two processes itself.
+    # `speechmask train --nproc 2`: the CLI starts the two processes itself, each running its
+    # command line; here in ddp_worker, which also saves each rank's final weights.
+    launch = distributed.launch_local
+    monkeypatch.setattr(distributed, "launch_local", lambda nproc, args: launch(
+        nproc, [str(tmp_path / "w1"), *args], module="ddp_worker"))
     code = main(["-q", "train", "--nproc", "2", "--data", str(dataset), "--out", str(run),
-                 "--epochs", "1", *TINY, "--dump-weights", str(tmp_path / "w1")])
+                 "--epochs", "1", *TINY])
     out, err = capfd.readouterr()
     assert code == 0, err
     assert out.count("trained 1 epochs") == 1  # rank 0 alone reports
@@ -82,9 +89,8 @@ def test_two_processes_train_alike_checkpoint_and_resume(tmp_path, dataset, capf
     # torchrun itself, resuming the run for one more epoch: every rank continues from last.pt.
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_port", str(_free_port()), "-m", "speechmask", "-q", "train",
-         "--data", str(dataset), "--out", str(run), "--resume", "--epochs", "2",
-         "--dump-weights", str(tmp_path / "w2")],
+         "--master_port", str(_free_port()), "-m", "ddp_worker", str(tmp_path / "w2"), "-q",
+         "train", "--data", str(dataset), "--out", str(run), "--resume", "--epochs", "2"],
         capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("trained 2 epochs") == 1

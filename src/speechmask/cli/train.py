@@ -104,8 +104,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "architecture replaces --cell/--hidden/--layers/--compression)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
     tr.add_argument("--overwrite", action="store_true", help="start again in a used --out")
-    # Tests: every process saves its final weights to DIR/rank<R>.pt.
-    tr.add_argument("--dump-weights", default=None, metavar="DIR", help=argparse.SUPPRESS)
     tr.set_defaults(func=run)
 
 
@@ -216,12 +214,6 @@ def run(args: argparse.Namespace) -> int:
             result = train(cfg, out, corpus=Corpus(args.corpus), resume=args.resume,
                            init_model=init_model, init_history=init_history,
                            progress=not args.quiet, dist=ctx)
-        if args.dump_weights:  # tests: each rank's final weights, to compare across ranks
-            import torch
-
-            Path(args.dump_weights).mkdir(parents=True, exist_ok=True)
-            torch.save(result["model"].state_dict(),
-                       Path(args.dump_weights) / f"rank{ctx.rank}.pt")
     except distributed.MainRankFailed:
         return EXIT_ERROR  # rank 0 has reported the error
     finally:
