@@ -2,6 +2,7 @@
 
 import pytest
 
+from speechmask.augment import AugmentConfig
 from speechmask.cli import _train_config, build_parser
 from speechmask.config import (
     ConfigError,
@@ -13,7 +14,6 @@ from speechmask.config import (
     read_toml,
     to_dict,
 )
-from speechmask.data import AugmentConfig
 from speechmask.rooms import RoomConfig
 from speechmask.train import TrainConfig
 

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from speechmask import checkpoint as ckpt
-from speechmask.data import AugmentConfig, EvalPair, MixConfig, mix
+from speechmask.augment import AugmentConfig
+from speechmask.evalsets import EvalPair
 from speechmask.metrics import snr_db
+from speechmask.mixing import MixConfig, mix
 from speechmask.model import ModelConfig
 from speechmask.train import (
     TrainConfig,
@@ -140,7 +142,7 @@ def test_spectral_si_sdr_ignores_scale_and_matches_waveform(gain):
 
 
 def test_empty_sources_are_an_error(tmp_path, toy):
-    from speechmask.data import DataError
+    from speechmask.corpus import DataError
 
     _, noise, valid = toy
     with pytest.raises(DataError):
@@ -172,7 +174,8 @@ def test_on_epoch_can_stop_training(tmp_path, toy):
 
 
 def test_holdout_noise_trains_without_those_types_and_validates_on_them():
-    from speechmask.data import Corpus, DataError, eval_pairs
+    from speechmask.corpus import Corpus, DataError
+    from speechmask.evalsets import eval_pairs
 
     corpus = Corpus()
     held = ("wind", "exercise_bike")

@@ -11,7 +11,10 @@ import torch
 from optuna.trial import FixedTrial, TrialState
 
 from speechmask import tune
-from speechmask.data import AugmentConfig, DataError, EvalPair, MixConfig, mix
+from speechmask.augment import AugmentConfig
+from speechmask.corpus import DataError
+from speechmask.evalsets import EvalPair
+from speechmask.mixing import MixConfig, mix
 from speechmask.model import ModelConfig
 from speechmask.train import TrainConfig, train
 

@@ -37,22 +37,16 @@ import torch
 from . import checkpoint as ckpt
 from .atomic import write_text_atomic
 from .audio import AudioError, load_mono
-from .data import (
-    EVAL_SEED,
-    EVAL_SNRS_DB,
-    AugmentConfig,
-    Corpus,
-    DataError,
-    EvalPair,
-    load_files,
-    mix,
-)
+from .augment import AugmentConfig
+from .corpus import Corpus, DataError, load_files
 from .enhance import Enhancer
 from .errors import first_line
+from .evalsets import EVAL_SEED, EVAL_SNRS_DB, EvalPair
 from .evaluate import METRIC_LABELS
 from .features import StftConfig
 from .importers import load_user_data, make_train_dataset
 from .metrics import METRICS, score
+from .mixing import mix
 from .model import MaskNet, ModelConfig
 from .train import TrainConfig, config_from_dict, train, with_overrides
 

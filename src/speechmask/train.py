@@ -23,20 +23,14 @@ from . import checkpoint as ckpt
 from . import distributed
 from .atomic import write_atomic, write_text_atomic
 from .config import from_dict
-from .data import (
-    Corpus,
-    CorpusFile,
-    DataError,
-    EvalPair,
-    MixConfig,
-    MixtureDataset,
-    eval_pairs,
-    load_files,
-)
+from .corpus import Corpus, CorpusFile, DataError, load_files
+from .dataset import MixtureDataset
 from .distributed import DistContext
+from .evalsets import EvalPair, eval_pairs
 from .features import StftConfig, compress, istft, stft
 from .masks import ideal_mask
 from .metrics import si_sdr_db, snr_db
+from .mixing import MixConfig
 from .model import (  # noqa: F401  (ModelConfig, resolve_device re-exported)
     MaskNet,
     ModelConfig,

@@ -41,14 +41,10 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 
 from .atomic import write_atomic
-from .data import (
-    AugmentConfig,
-    Corpus,
-    DataError,
-    EvalPair,
-    MixConfig,
-    load_files,
-)
+from .augment import AugmentConfig
+from .corpus import Corpus, DataError, load_files
+from .evalsets import EvalPair
+from .mixing import MixConfig
 from .model import MAX_LOOKAHEAD, ModelConfig
 from .train import (
     TrainConfig,
