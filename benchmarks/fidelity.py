@@ -24,7 +24,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from speechmask.data import Corpus, default_corpus_dir, eval_pairs
+from speechmask.corpus import Corpus, default_corpus_dir
+from speechmask.evalsets import eval_pairs
 from speechmask.metrics import snr_db
 
 log = logging.getLogger("benchmarks.fidelity")

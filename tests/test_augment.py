@@ -8,8 +8,10 @@ from speechmask.augment import (
     RATE,
     apply_gain,
     band_gain,
+    colored_noise,
     generated_noise,
     random_band_limit,
+    random_eq,
 )
 
 
@@ -67,3 +69,12 @@ def test_random_band_limit_draws_nothing_at_probability_zero():
     gain = random_band_limit(np.random.default_rng(1), 16000, 0.0, 1.0)
     freqs = np.fft.rfftfreq(16000, 1 / RATE)
     assert gain is not None and gain[freqs > 7950].max() == 0  # every edge is below 8 kHz
+
+
+def test_augmentations_are_finite_and_shaped():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(4000).astype(np.float32)
+    assert random_eq(x, rng, 6.0).shape == x.shape
+    for exponent in (-1.0, 0.0, 1.0, 2.0):
+        c = colored_noise(4000, rng, exponent)
+        assert np.isfinite(c).all() and np.sqrt(np.mean(c**2)) == pytest.approx(1.0, rel=1e-3)

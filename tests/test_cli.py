@@ -184,7 +184,7 @@ def test_testset_writes_pairs_and_refuses_to_clobber(capsys, tmp_path):
 
 
 def test_testset_writes_the_clean_pass_through_set(capsys, tmp_path):
-    from speechmask.data import load_pair, read_pairs
+    from speechmask.evalsets import load_pair, read_pairs
 
     out = tmp_path / "clean"
     code, stdout, _ = run(capsys, "data", "testset", "--split", "clean", "--out", out,

@@ -2,6 +2,7 @@
 
 import pytest
 
+from speechmask.augment import AugmentConfig
 from speechmask.cli import build_parser
 from speechmask.cli.train import train_config
 from speechmask.config import (
@@ -14,7 +15,6 @@ from speechmask.config import (
     read_toml,
     to_dict,
 )
-from speechmask.data import AugmentConfig
 from speechmask.rooms import RoomConfig
 from speechmask.train import TrainConfig
 

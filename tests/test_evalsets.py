@@ -1,12 +1,26 @@
-"""The out-of-domain, clean pass-through and held-out validation sets."""
+"""The fixed evaluation sets: the corpus' valid/test pairs, the out-of-domain, clean
+pass-through and held-out sets, and pairs.csv."""
 
+import csv
 import math
 
 import numpy as np
 import pytest
 
-from speechmask.data import Corpus, DataError
-from speechmask.evalsets import OOD_SNRS_DB, clean_pairs, eval_set, heldout_pairs, ood_pairs
+from speechmask.corpus import Corpus, DataError
+from speechmask.evalsets import (
+    EVAL_SNRS_DB,
+    OOD_SNRS_DB,
+    clean_pairs,
+    eval_pairs,
+    eval_set,
+    heldout_pairs,
+    load_pair,
+    ood_pairs,
+    read_pairs,
+    write_pairs,
+)
+from speechmask.metrics import snr_db
 from speechmask.sources import default_ext_dir, speech_utterances
 
 
@@ -72,3 +86,63 @@ def test_eval_set_names():
         eval_set("train")
     with pytest.raises(DataError, match="has its own"):
         eval_set("ood", noise_types=("rain",))
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return Corpus()
+
+
+def test_eval_pairs_of_chosen_noise_types(corpus):
+    pairs = eval_pairs(corpus, "valid", count=12, noise_types={"wind", "rooster"})
+    assert len(pairs) == 12 and {p.noise_type for p in pairs} <= {"wind", "rooster"}
+    assert all("wind" in p.noise_file or "rooster" in p.noise_file for p in pairs)
+    with pytest.raises(DataError, match="no valid noise of type coffee-shop"):
+        eval_pairs(corpus, "valid", count=4, noise_types={"coffee-shop", "wind"})
+    with pytest.raises(DataError, match="no noise types given"):
+        eval_pairs(corpus, "valid", count=4, noise_types=())
+
+
+def test_eval_pairs_deterministic_and_at_nominal_snr(corpus):
+    pairs = eval_pairs(corpus, "valid", count=8)
+    assert len(pairs) == 8
+    assert [p.input_snr_db for p in pairs] == list(EVAL_SNRS_DB) * 2
+    for p in pairs:
+        assert snr_db(p.clean, p.noisy) == pytest.approx(p.input_snr_db, abs=1e-3)
+        assert np.max(np.abs(p.noisy)) <= 0.99 + 1e-6
+    again = eval_pairs(corpus, "valid", count=8)
+    assert [p.id for p in pairs] == [p.id for p in again]
+    assert all(np.array_equal(a.noisy, b.noisy) for a, b in zip(pairs, again, strict=True))
+
+
+def test_test_pairs_use_unseen_speakers(corpus):
+    train_speakers = {f.label for f in corpus.select("train", "speech")}
+    pairs = eval_pairs(corpus, "test", count=12)
+    assert {p.speaker for p in pairs}.isdisjoint(train_speakers)
+
+
+def test_write_read_pairs_round_trip(corpus, tmp_path):
+    pairs = eval_pairs(corpus, "valid", count=4)
+    csv_path = write_pairs(pairs, tmp_path / "set")
+    with open(csv_path) as handle:
+        header = next(csv.reader(handle))
+    assert {"id", "noisy", "clean", "input_snr_db", "noise_type", "speaker"} <= set(header)
+    rows = read_pairs(csv_path)
+    assert [r.id for r in rows] == [p.id for p in pairs]
+    clean, noisy = load_pair(rows[0])
+    assert np.allclose(noisy, pairs[0].noisy, atol=1 / 32768 + 1e-6)
+    assert not list((tmp_path / "set").rglob("*.part"))
+
+
+@pytest.mark.parametrize("content", ["", "a,b\n1,2\n", "\x00\xff garbage"])
+def test_read_pairs_rejects_bad_csv(tmp_path, content):
+    path = tmp_path / "pairs.csv"
+    path.write_text(content, encoding="latin-1")
+    with pytest.raises(DataError) as err:
+        read_pairs(path)
+    assert "\n" not in str(err.value)
+
+
+def test_read_pairs_missing(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        read_pairs(tmp_path / "none.csv")

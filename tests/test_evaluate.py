@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from speechmask.data import DataError
+from speechmask.corpus import DataError
 from speechmask.evaluate import evaluate, format_table, paired_difference
 
 

@@ -9,7 +9,7 @@ import pytest
 import soxr
 
 from benchmarks.fidelity import air, corpus_speech, fft_resample
-from speechmask.data import default_corpus_dir
+from speechmask.corpus import default_corpus_dir
 from speechmask.onnx_backend import OnnxEnhancer, default_onnx_path
 
 CORPUS = default_corpus_dir()
@@ -51,7 +51,8 @@ def test_high_rate_clean_speech_is_not_muffled(shipped, rate, kind):
 def test_same_mixture_same_snr_at_high_rate(shipped, rate):
     """Item 1: the same noisy mixture gives the same output SNR at 44.1/48 kHz as at 16 kHz
     (within 0.5 dB)."""
-    from speechmask.data import Corpus, eval_pairs
+    from speechmask.corpus import Corpus
+    from speechmask.evalsets import eval_pairs
     from speechmask.metrics import snr_db
 
     pairs = eval_pairs(Corpus(), "valid", 8)

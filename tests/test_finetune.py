@@ -15,10 +15,13 @@ from conftest import _speech_like
 
 from speechmask import checkpoint as ckpt
 from speechmask.audio import MODEL_RATE, write_audio
+from speechmask.augment import AugmentConfig
 from speechmask.checkpoint import CheckpointError
-from speechmask.data import AugmentConfig, DataError, EvalPair, MixConfig, mix
+from speechmask.corpus import DataError
+from speechmask.evalsets import EvalPair
 from speechmask.finetune import finetune, format_before_after, split_noise
 from speechmask.importers import import_dataset
+from speechmask.mixing import MixConfig, mix
 from speechmask.model import ModelConfig
 from speechmask.train import TrainConfig, train
 

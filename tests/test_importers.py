@@ -11,14 +11,10 @@ import pytest
 import soundfile as sf
 
 from speechmask.audio import MODEL_RATE
-from speechmask.data import (
-    AugmentConfig,
-    DataError,
-    EvalPair,
-    MixConfig,
-    MixtureDataset,
-    read_pairs,
-)
+from speechmask.augment import AugmentConfig
+from speechmask.corpus import DataError
+from speechmask.dataset import MixtureDataset
+from speechmask.evalsets import EvalPair, read_pairs
 from speechmask.importers import (
     PairDataset,
     UserData,
@@ -28,6 +24,7 @@ from speechmask.importers import (
     make_train_dataset,
     measured_snr_db,
 )
+from speechmask.mixing import MixConfig
 
 SECONDS = 0.5
 

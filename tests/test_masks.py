@@ -221,7 +221,8 @@ def test_oracle_ibm_local_criterion_is_passed_through(speech_like, white_noise, 
 
 def test_oracle_irm_gains_8_db_on_corpus_mixtures_at_0_db():
     """The issue's acceptance check, on real corpus mixtures (valid split, 0 dB input)."""
-    from speechmask.data import Corpus, eval_pairs
+    from speechmask.corpus import Corpus
+    from speechmask.evalsets import eval_pairs
 
     pairs = [p for p in eval_pairs(Corpus(), "valid", count=24) if p.input_snr_db == 0.0]
     assert len(pairs) == 6

@@ -11,7 +11,8 @@ import torch
 from speechmask import checkpoint as ckpt
 from speechmask.cli import main
 from speechmask.config import ConfigError
-from speechmask.data import EvalPair, mix
+from speechmask.evalsets import EvalPair
+from speechmask.mixing import mix
 from speechmask.recipe import (
     load_recipe,
     parse_recipe,

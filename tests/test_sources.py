@@ -6,7 +6,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from speechmask.data import Corpus, DataError, WeightedPool
+from speechmask.corpus import Corpus, DataError
+from speechmask.dataset import WeightedPool
 from speechmask.sources import (
     RATE,
     VALID_SPEAKERS,

@@ -7,19 +7,28 @@ import pytest
 import torch
 
 from speechmask import checkpoint as ckpt
-from speechmask.data import AugmentConfig, EvalPair, MixConfig, mix
+from speechmask.augment import AugmentConfig
+from speechmask.evalsets import EvalPair
 from speechmask.metrics import snr_db
+from speechmask.mixing import MixConfig, mix
 from speechmask.model import ModelConfig
 from speechmask.train import (
+    RunState,
     TrainConfig,
+    TrainData,
+    build_model,
     compute_loss,
     config_from_dict,
     config_to_dict,
-    corpus_noise_and_valid,
     lr_at,
+    make_optimizer,
+    record_epoch,
+    restore,
     spectral_si_sdr_db,
     spectral_snr_db,
+    start_run,
     train,
+    train_on,
 )
 
 
@@ -140,7 +149,7 @@ def test_spectral_si_sdr_ignores_scale_and_matches_waveform(gain):
 
 
 def test_empty_sources_are_an_error(tmp_path, toy):
-    from speechmask.data import DataError
+    from speechmask.corpus import DataError
 
     _, noise, valid = toy
     with pytest.raises(DataError):
@@ -171,24 +180,55 @@ def test_on_epoch_can_stop_training(tmp_path, toy):
     assert seen == [1] and result["epochs"] == 1
 
 
-def test_holdout_noise_trains_without_those_types_and_validates_on_them():
-    from speechmask.data import Corpus, DataError, eval_pairs
-
-    corpus = Corpus()
-    held = ("wind", "exercise_bike")
-    cfg = TrainConfig(valid_count=8, holdout_noise=held)
-    noise, valid = corpus_noise_and_valid(corpus, cfg)
-    assert not {f.label for f in noise} & set(held)
-    assert len(valid) == 8 and {p.noise_type for p in valid} <= set(held)
-    every_noise, every_valid = corpus_noise_and_valid(corpus, TrainConfig(valid_count=8))
-    train_held = [f for f in corpus.select("train", "noise") if f.label in held]
-    assert train_held and len(every_noise) == len(noise) + len(train_held)
-    assert [p.id for p in every_valid] == [p.id for p in eval_pairs(corpus, "valid", 8)]
-    with pytest.raises(DataError, match="coffee-shop"):
-        corpus_noise_and_valid(corpus, TrainConfig(holdout_noise=("coffee-shop",)))
-    # Saved with the run (a checkpoint's config dict holds a list; old ones lack the field).
+def test_holdout_noise_round_trips_through_a_checkpoint_config():
+    cfg = TrainConfig(valid_count=8, holdout_noise=("wind", "exercise_bike"))
+    # A checkpoint's config dict holds a list; old ones lack the field.
     d = config_to_dict(cfg)
-    assert config_from_dict({**d, "holdout_noise": list(held)}).holdout_noise == held
+    assert config_from_dict({**d, "holdout_noise": list(cfg.holdout_noise)}) == cfg
     del d["holdout_noise"]
     assert config_from_dict(d).holdout_noise == ()
 
+
+# ---------------------------------------------------------------------------------------------
+# The steps of a run
+
+
+def test_train_is_train_on_the_arrays_data(tmp_path, toy):
+    speech, noise, valid = toy
+    cfg = _cfg(epochs=1)
+    train(cfg, tmp_path / "train", speech=speech, noise=noise, valid=valid, progress=False)
+    train_on(TrainData.from_arrays(cfg, speech, noise, valid), cfg, tmp_path / "train_on",
+             progress=False)
+    a, b = (torch.load(tmp_path / d / "last.pt", weights_only=True) for d in ("train", "train_on"))
+    assert all(torch.equal(a["state_dict"][k], v) for k, v in b["state_dict"].items())
+    assert [r["valid_snr_db"] for r in a["log"]] == [r["valid_snr_db"] for r in b["log"]]
+
+
+def test_restore_takes_up_where_last_pt_left(tmp_path, toy):
+    speech, noise, valid = toy
+    cfg = _cfg(epochs=1)
+    train(cfg, tmp_path, speech=speech, noise=noise, valid=valid, progress=False)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    data = TrainData.from_arrays(cfg, speech, noise, valid)
+    run = start_run(cfg, tmp_path, len(data.train_set))
+    model = build_model(run, data.train_set)
+    state = restore(run, model, make_optimizer(cfg, model))
+    assert (state.epoch, state.step, state.rows) == (1, 3, saved["log"])  # 48 examples / 16
+    assert state.best == saved["log"][0]["valid_snr_db"] and state.stale == 0
+    assert all(torch.equal(saved["state_dict"][k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("scores,best,stale,last_improved", [
+    ((1.0, 2.0, 3.0), 3.0, 0, True), ((3.0, 1.0, 2.0), 3.0, 2, False),
+    ((1.0, 1.0), 1.0, 1, False),  # a tie is no gain
+])
+def test_record_epoch_keeps_the_best_and_counts_stale_epochs(tmp_path, scores, best, stale,
+                                                            last_improved):
+    run = start_run(_cfg(), tmp_path, epoch_size=48)
+    state = RunState()
+    improved = [record_epoch(run, state, epoch, 0.5, {"valid_loss": 0.1, "valid_snr_db": s,
+                                                      "valid_si_sdr_db": s}, t0=0.0)
+                for epoch, s in enumerate(scores)]
+    assert (state.best, state.stale, improved[-1]) == (best, stale, last_improved)
+    assert state.epoch == len(state.rows) == len(scores) and improved[0]
+    assert [r["epoch"] for r in state.rows] == list(range(1, len(scores) + 1))

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from speechmask.data import AugmentConfig
+from speechmask.augment import AugmentConfig
 from speechmask.model import ModelConfig
 from speechmask.outputs import OutputError, plan_outputs, refuse_target
 from speechmask.train import TrainConfig

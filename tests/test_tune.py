@@ -11,7 +11,11 @@ import torch
 from optuna.trial import FixedTrial, TrialState
 
 from speechmask import tune
-from speechmask.data import AugmentConfig, DataError, EvalPair, MixConfig, mix
+from speechmask.augment import AugmentConfig
+from speechmask.config import from_dict, read_toml
+from speechmask.corpus import DataError
+from speechmask.evalsets import EvalPair
+from speechmask.mixing import MixConfig, mix
 from speechmask.model import ModelConfig
 from speechmask.train import TrainConfig, train
 
@@ -225,14 +229,16 @@ def test_study_on_a_corpus_folder(tmp_path, toy):
     study = tune.run_study(url, "c", 1, tmp_path / "runs", _base(epochs=1, valid_count=2), SPACE,
                            corpus=root)
     assert study.trials[0].state == TrialState.COMPLETE
-    assert "--valid-count 2" in tune.best_command(study, corpus=root)
+    cmd = tune.best_command(study, corpus=root)
+    assert cmd.endswith(f"--out runs/best --corpus {root}")
+    assert "valid_count = 2" in (tmp_path / "runs" / tune.BEST_CONFIG).read_text()
 
 
 def test_summary_plot_and_best_command(resumed, tmp_path):
     from speechmask.cli import build_parser
     from speechmask.cli.train import train_config
 
-    _, _, _, study = resumed
+    root, _, _, study = resumed
     best = study.best_trial
     table = tune.summary_table(study)
     lines = table.splitlines()
@@ -244,22 +250,33 @@ def test_summary_plot_and_best_command(resumed, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     cmd = tune.best_command(study, _base(), corpus="data/my corpus")
-    assert cmd.startswith("speechmask train --out runs/best --corpus 'data/my corpus' ")
-    words = shlex.split(cmd, comments=True)
-    for name, value in best.params.items():
-        assert words[words.index(f"--{name}") + 1] == str(value)
-    assert "# no CLI flag for: warmup_steps=1" in cmd
-    # The command parsed by the real CLI gives the best trial's config (warm-up has no flag).
-    again = train_config(build_parser().parse_args(words[1:]))
-    assert replace(again, warmup_steps=1) == tune.best_config(study, _base())
+    config = (root / "runs").resolve() / tune.BEST_CONFIG
+    assert cmd == f"speechmask train --config {config} --out runs/best --corpus 'data/my corpus'"
+    # The real CLI reads the file (and any flags given with it) into the best trial's config.
+    again = train_config(build_parser().parse_args(shlex.split(cmd)[1:]))
+    assert again == tune.best_config(study, _base())
     # Without a base, the one stored in the study is used.
-    assert tune.best_command(study) == tune.best_command(study, _base())
-    # Noise types held out of the trials are held out of the rerun too.
-    held = _base(holdout_noise=("city", "rooster"))
-    words = shlex.split(tune.best_command(study, held), comments=True)
-    assert words[words.index("--hold-out-noise") + 1] == "city,rooster"
-    again = train_config(build_parser().parse_args(words[1:]))
-    assert replace(again, warmup_steps=1) == tune.best_config(study, held)
+    written = config.read_text()
+    assert tune.best_command(study) == cmd.removesuffix(" --corpus 'data/my corpus'")
+    assert config.read_text() == written
+
+
+@pytest.mark.parametrize("base", [
+    _base(), _base(holdout_noise=("city", "rooster"), valid_count=8),
+    _base(mix=MixConfig(crop_seconds=0.5, examples_per_epoch=12, augment=AugmentConfig(),
+                        speech_sources={"vcc2016": 1.0}, level_dbfs=(-40.0, -3.0))),
+])
+def test_best_config_file_loads_as_the_best_trials_config(resumed, tmp_path, base):
+    _, _, _, study = resumed
+    path = tune.write_best_config(study, tmp_path / "best.toml", base)
+    text = path.read_text()
+    best = study.best_trial
+    assert text.startswith(f"# Best trial of study 's': trial {best.number}, valid SNR "
+                           f"{best.value:.2f} dB")
+    assert f"#   speechmask train --config {path} --out runs/best\n" in text
+    assert from_dict(TrainConfig, read_toml(path)) == tune.best_config(study, base)
+    assert f"cell = {best.params['cell']!r}".replace("'", '"') in text  # named even if default
+    assert not list(tmp_path.glob("*.tmp*"))
 
 
 def test_reports_of_a_study_without_finished_trials(tmp_path):

@@ -10,13 +10,19 @@ unit RMS and is a pure function of its ``rng``.
 Channel effects are linear filters applied alike to speech and noise (the microphone or codec
 comes after the mixing), so the training target is the filtered speech: we remove noise, we do
 not restore a band the recording never had.
+
+:class:`AugmentConfig` says how often each is drawn for a training mixture
+(:class:`speechmask.dataset.MixtureDataset` draws them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from .rooms import RoomConfig
 
 # Sample rate of everything here (the model's rate).
 RATE = 16_000
@@ -196,3 +202,68 @@ def random_band_limit(rng: np.random.Generator, n: int, highpass: float, lowpass
     if high >= RATE / 2 and low == 0.0:
         return None
     return band_gain(n, low, high, float(rng.uniform(100.0, 400.0)))
+
+
+# ---------------------------------------------------------------------------------------------
+# How often each augmentation is drawn
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """On-the-fly augmentation of training mixtures (probabilities are per example)."""
+
+    # Probability of replacing the corpus noise by babble: 3-6 other training utterances summed.
+    # Babble is the noise speech-trained masks find hardest; the corpus has none.
+    babble: float = 0.1
+    # Probability of replacing the noise by stationary coloured noise (1/f^a, a in [-1, 2]):
+    # teaches hum/hiss/fan-like noise the corpus lacks.
+    colored: float = 0.1
+    # Probability of adding a second corpus noise (at -5..+5 dB relative) on top of the first.
+    second_noise: float = 0.2
+    # Probability of a random EQ on speech and, independently, on noise (mic/room colouring).
+    eq: float = 0.3
+    # Largest EQ gain of a random EQ knot, dB. 6 dB moves timbre without making it unnatural.
+    eq_max_db: float = 6.0
+    # Probability of replacing the noise by a generated family (augment.GENERATORS: coloured,
+    # modulated, hum, clicks, tones, drawn evenly from `generated_kinds`): noise kinds no
+    # recording here holds. 0 keeps the original recipe's random stream.
+    generated: float = 0.0
+    # The generated families drawn from.
+    generated_kinds: tuple[str, ...] = tuple(GENERATORS)
+    # Probability that the speech is played in a simulated room (rooms.RoomConfig); the
+    # target is then the reverberant speech. Users record in rooms; the corpora are dry.
+    room: float = 0.0
+    # Given a room, probability that the noise is played in it too (another position); else it
+    # stays dry, as a noise close to the microphone is.
+    room_noise: float = 0.5
+    # The bank of rooms drawn from (built once, cached).
+    rooms: RoomConfig = field(default_factory=RoomConfig)
+    # Probability of an upper band edge on speech and noise alike (telephone 3.4 kHz ... a
+    # 48 -> 16 kHz resampler's 7.6-7.8 kHz, augment.BAND_EDGES_HZ): a model that never saw a
+    # band-limited input cuts the band below an empty top band (issue: 44.1/48 kHz muffled).
+    lowpass: float = 0.0
+    # Probability of a lower band edge at 50-300 Hz (small microphones, call high-pass filters).
+    highpass: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "generated_kinds", tuple(self.generated_kinds))
+        if isinstance(self.rooms, dict):  # from a checkpoint's or a TOML file's config
+            object.__setattr__(self, "rooms", RoomConfig(**self.rooms))
+        for kind in self.generated_kinds:
+            if kind not in GENERATORS:
+                raise ValueError(f"unknown generated noise {kind!r}; use some of "
+                                 f"{', '.join(GENERATORS)}")
+        if self.generated and not self.generated_kinds:
+            raise ValueError("generated > 0 needs at least one generated_kinds entry")
+        for name in ("babble", "colored", "second_noise", "eq", "generated", "room",
+                     "room_noise", "lowpass", "highpass"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
+        if self.babble + self.colored + self.generated > 1.0:
+            raise ValueError("babble + colored + generated must not exceed 1")
+
+    @classmethod
+    def off(cls) -> AugmentConfig:
+        """No augmentation at all (every probability 0)."""
+        return cls(babble=0.0, colored=0.0, second_noise=0.0, eq=0.0, generated=0.0, room=0.0,
+                   lowpass=0.0, highpass=0.0)

@@ -1,4 +1,5 @@
-"""The fixed evaluation sets beyond the corpus' own valid and test splits.
+"""The fixed evaluation sets: :class:`EvalPair`, the corpus' valid and test splits
+(:func:`eval_pairs`), the sets beyond them, and their ``pairs.csv`` form on disk.
 
 - ``ood`` (out of domain): crowd-sourced speakers and real noises that no training source
   holds (the corpus extension's test parts: 100 Speech Commands speakers, 13 recordings of
@@ -18,18 +19,30 @@ Every set is a pure function of the bundled data and a seed (:data:`SEED`).
 
 from __future__ import annotations
 
+import csv
+import io
+import os
 import zlib
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from .audio import load_mono
+from .atomic import write_text_atomic
+from .audio import MODEL_RATE, AudioError, load_mono, write_audio
 from .augment import GENERATORS, generated_noise
-from .data import EVAL_SNRS_DB, Corpus, CorpusFile, DataError, EvalPair, eval_pairs, mix
+from .corpus import SPLITS, Corpus, CorpusFile, DataError
+from .mixing import mix
 from .rooms import RoomConfig, reverberate, rir_bank
 from .sources import Utterance, default_ext_dir, noise_files, speech_utterances
 
-# Seed of the sets defined here; changing it changes every published ood/clean figure.
+# Input SNRs of every fixed evaluation set, in dB: from hard (-5) to easy (10).
+EVAL_SNRS_DB = (-5.0, 0.0, 5.0, 10.0)
+# Seed of the corpus' valid and test sets; changing it changes every published figure.
+EVAL_SEED = 20261125
+
+# Seed of the ood, clean and held-out sets; changing it changes every published ood/clean figure.
 SEED = 20261201
 # Input SNRs of the ood and held-out sets, dB: the corpus' four plus 20 dB, where a good
 # recording with a little noise must not come back worse.
@@ -43,6 +56,84 @@ CLEAN_VCC_PER_SPEAKER = 10
 
 # Names of every fixed set: the corpus splits and the sets here.
 SETS = ("valid", "test", "ood", "clean", "heldout")
+
+
+# ---------------------------------------------------------------------------------------------
+# The corpus' valid and test sets
+
+
+@dataclass(frozen=True)
+class EvalPair:
+    """One fixed evaluation mixture. Waveforms are ``[samples]`` float32 at 16 kHz."""
+
+    id: str  # unique within its set; names the pair's files in pairs.csv
+    clean: np.ndarray  # [samples] the reference (reverberant speech for a room pair)
+    noisy: np.ndarray  # [samples] the input: clean + noise
+    input_snr_db: float  # SNR of the input in dB (+inf for a clean pass-through pair)
+    noise_type: str  # noise type label ("none" for a clean pass-through pair)
+    speaker: str  # speaker label
+    speech_file: str  # where the speech came from (corpus path or utterance name)
+    noise_file: str  # where the noise came from (corpus path, file name, "generated:KIND", "")
+    # "" for a dry pair, else the simulated room both speech and noise were played in.
+    room: str = ""
+
+
+def eval_pairs(
+    corpus: Corpus,
+    split: str,
+    count: int | None = None,
+    snrs_db: Sequence[float] = EVAL_SNRS_DB,
+    seed: int = EVAL_SEED,
+    noise_types: Collection[str] | None = None,
+) -> list[EvalPair]:
+    """The deterministic evaluation set of a split: every utterance at every SNR in ``snrs_db``,
+    each with its own noise file and offset. ``count`` keeps the first ``count`` pairs of a
+    seeded shuffle of utterances (all SNRs of an utterance stay together). ``noise_types``
+    draws the noise from files of those types only (e.g. the types a run held out of
+    training); the default, all types, gives the fixed valid and test sets."""
+    speech = corpus.select(split, "speech")
+    noises = corpus.select(split, "noise")
+    if noise_types is not None:
+        if not noise_types:
+            raise DataError("no noise types given; name one or more, e.g. city,doing_the_dishes")
+        corpus.check_noise_types(noise_types, split)
+        noises = [f for f in noises if f.label in noise_types]
+    order = np.random.default_rng([seed, SPLITS.index(split)]).permutation(len(speech))
+    total = len(speech) * len(snrs_db)
+    n_pairs = total if count is None else min(count, total)
+    if n_pairs <= 0:
+        raise DataError(f"--count must be >= 1, got {count}")
+    noise_cache: dict[int, np.ndarray] = {}
+    pairs: list[EvalPair] = []
+    for rank, u in enumerate(order):
+        if len(pairs) >= n_pairs:
+            break
+        utt_file = speech[int(u)]
+        utt = load_mono(utt_file.path)
+        for j, snr in enumerate(snrs_db):
+            if len(pairs) >= n_pairs:
+                break
+            rng = np.random.default_rng([seed, SPLITS.index(split), int(u), j])
+            k = int(rng.integers(len(noises)))
+            if k not in noise_cache:
+                noise_cache[k] = load_mono(noises[k].path)
+            m = mix(utt, noise_cache[k], float(snr), rng)
+            spk = utt_file.label
+            pairs.append(EvalPair(
+                id=f"{split}_{rank:04d}_{spk}_{utt_file.path.stem}_snr{int(snr):+d}",
+                clean=m.clean,
+                noisy=m.noisy,
+                input_snr_db=float(snr),
+                noise_type=noises[k].label,
+                speaker=spk,
+                speech_file=str(utt_file.path.relative_to(corpus.root)),
+                noise_file=str(noises[k].path.relative_to(corpus.root)),
+            ))
+    return pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# The sets beyond the corpus
 
 
 def _first_per_speaker(utts: Sequence[Utterance]) -> list[Utterance]:
@@ -179,3 +270,87 @@ def eval_set(
     if name == "clean":
         return clean_pairs(main, ext, count)
     return heldout_pairs(main, ext, count)
+
+
+# ---------------------------------------------------------------------------------------------
+# pairs.csv: a set on disk
+
+
+PAIRS_COLUMNS = ("id", "noisy", "clean", "input_snr_db", "noise_type", "speaker",
+                 "speech_file", "noise_file", "room")
+
+
+def write_pairs(pairs: Sequence[EvalPair], out_dir: str | os.PathLike) -> Path:
+    """Write ``noisy/ID.flac``, ``clean/ID.flac`` and ``pairs.csv`` (paths relative to it)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for p in pairs:
+        noisy = write_audio(out_dir / "noisy" / f"{p.id}.flac", p.noisy, MODEL_RATE)
+        clean = write_audio(out_dir / "clean" / f"{p.id}.flac", p.clean, MODEL_RATE)
+        rows.append({
+            "id": p.id,
+            "noisy": str(noisy.relative_to(out_dir)),
+            "clean": str(clean.relative_to(out_dir)),
+            "input_snr_db": f"{p.input_snr_db:g}",
+            "noise_type": p.noise_type,
+            "speaker": p.speaker,
+            "speech_file": p.speech_file,
+            "noise_file": p.noise_file,
+            "room": p.room,
+        })
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=PAIRS_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(out_dir / "pairs.csv", text.getvalue())
+
+
+@dataclass(frozen=True)
+class PairRow:
+    """One row of a ``pairs.csv`` with resolved paths."""
+
+    id: str
+    noisy: Path
+    clean: Path
+    input_snr_db: float
+    noise_type: str
+    speaker: str
+    room: str = ""
+
+
+def read_pairs(csv_path: str | os.PathLike) -> list[PairRow]:
+    """Read a ``pairs.csv`` written by :func:`write_pairs` (or by hand, same columns)."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: no such file; make one with `speechmask data testset`")
+    try:
+        with open(csv_path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{csv_path}: cannot read as CSV ({err})") from None
+    need = {"id", "noisy", "clean"}
+    if not rows or not need <= set(rows[0]):
+        raise DataError(f"{csv_path}: needs a header with at least columns id,noisy,clean and "
+                        "one row per pair")
+    base = csv_path.parent
+    out = []
+    for row in rows:
+        try:
+            snr = float(row.get("input_snr_db") or "nan")
+        except ValueError:
+            snr = float("nan")
+        out.append(PairRow(row["id"], base / row["noisy"], base / row["clean"], snr,
+                           row.get("noise_type", ""), row.get("speaker", ""),
+                           row.get("room") or ""))
+    return out
+
+
+def load_pair(row: PairRow) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, noisy) mono 16 kHz of one row, trimmed to the same length."""
+    clean, noisy = load_mono(row.clean), load_mono(row.noisy)
+    if abs(len(clean) - len(noisy)) > MODEL_RATE // 100:
+        raise AudioError(row.noisy, f"length {len(noisy)} differs from its clean file "
+                                    f"{row.clean.name} ({len(clean)} samples)")
+    n = min(len(clean), len(noisy))
+    return clean[:n], noisy[:n]

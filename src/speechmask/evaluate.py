@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import Corpus, DataError, load_pair, read_pairs
+from .corpus import Corpus, DataError
+from .evalsets import load_pair, read_pairs
 from .masks import oracle_enhance
 from .metrics import METRICS, score
 

@@ -37,24 +37,19 @@ import torch
 from . import checkpoint as ckpt
 from .atomic import write_text_atomic
 from .audio import AudioError, load_mono
-from .data import (
-    EVAL_SEED,
-    EVAL_SNRS_DB,
-    AugmentConfig,
-    Corpus,
-    DataError,
-    EvalPair,
-    load_files,
-    mix,
-)
+from .augment import AugmentConfig
+from .corpus import Corpus, DataError, load_files
 from .enhance import Enhancer
 from .errors import first_line
+from .evalsets import EVAL_SEED, EVAL_SNRS_DB, EvalPair
 from .evaluate import METRIC_LABELS
 from .features import StftConfig
 from .importers import load_user_data, make_train_dataset
 from .metrics import METRICS, score
+from .mixing import mix
 from .model import MaskNet, ModelConfig
-from .train import TrainConfig, config_from_dict, train, with_overrides
+from .train import TrainConfig, config_from_dict, train_on, with_overrides
+from .traindata import TrainData
 
 log = logging.getLogger(__name__)
 
@@ -321,16 +316,7 @@ def finetune(
     (one line) for unusable inputs.
     """
     t0 = time.time()
-    if (data_dir is None) == (noise_files is None):
-        raise DataError("give exactly one of a dataset folder (--data, from `speechmask data "
-                        "import`) or noise recordings (--noise FILE ...)"
-                        + (", not both" if data_dir is not None else ""))
-    for m in metrics:
-        if m not in METRICS:
-            raise DataError(f"unknown metric {m!r}; use some of {', '.join(METRICS)}")
-    if not metrics:
-        raise DataError("no metrics to report; use some of " + ", ".join(METRICS))
-    metrics = tuple(metrics)
+    metrics = _check_request(data_dir, noise_files, metrics)
     if isinstance(noise_files, (str, os.PathLike)):
         noise_files = [noise_files]
     # Check the cheap inputs before loading anything big.
@@ -344,65 +330,109 @@ def finetune(
     )
     if threads > 0:
         torch.set_num_threads(threads)
-
-    train_kw: dict = {}
-    extra: dict = {}
     if noises is not None:
-        parts = [(name, split_noise(audio, stft_cfg.sample_rate)) for name, audio in noises]
-        for name, (head, tail) in parts:
-            if _silent(head) or _silent(tail):
-                raise DataError(f"{name}: the {'first' if _silent(head) else 'last'} part of the "
-                                "recording is silent; record the noise for its whole length")
-        train_speech, valid_utts = _speech_sets(corpus, speech, valid_speech, seed)
-        valid = noise_valid_pairs(valid_utts, [(name, tail) for name, (_, tail) in parts])
-        train_kw = {"speech": train_speech, "noise": [head for _, (head, _) in parts]}
-        train_items = len(train_speech)
-        extra = {"noise_files": [str(p) for p in noise_files],
-                 "train_noise_seconds": sum(len(h) for _, (h, _) in parts) / stft_cfg.sample_rate,
-                 "valid_noise_seconds": sum(len(t) for _, (_, t) in parts) / stft_cfg.sample_rate}
+        data, train_items, extra = noise_data(cfg, noises, stft_cfg, seed, corpus, speech,
+                                              valid_speech)
+        extra = {"noise_files": [str(p) for p in noise_files], **extra}
     else:
-        user = load_user_data(data_dir)
-        valid = list(user.valid)
-        if not valid:
-            raise DataError(f"{data_dir}: no validation pairs; re-run `speechmask data import` "
-                            "with --overwrite")
-        if max_valid_pairs is not None and len(valid) > max_valid_pairs:
-            keep = _subset(len(valid), max(1, max_valid_pairs), (EVAL_SEED, _SALT_VALID))
-            valid = [valid[i] for i in keep]
-        train_kw = {"train_set": make_train_dataset(user, cfg.mix, cfg.target, seed, stft_cfg)}
-        train_items = len(user.train_pairs) or len(user.train_speech)
-        if train_items < 1:
-            raise DataError(f"{data_dir}: no training data; re-run `speechmask data import`")
-        extra = {"data_dir": str(data_dir), "layout": user.layout}
+        data, train_items, extra = imported_data(cfg, data_dir, stft_cfg, seed, max_valid_pairs)
 
-    log.info("scoring the initial model %s on %d validation pairs", init_path, len(valid))
-    noisy_scores = score_noisy(valid, metrics)
-    before = score_model(model, stft_cfg, valid, metrics)
+    log.info("scoring the initial model %s on %d validation pairs", init_path, len(data.valid))
+    noisy_scores = score_noisy(data.valid, metrics)
+    before = score_model(model, stft_cfg, data.valid, metrics)
     out = Path(out_dir)
-    result = train(cfg, out, init_model=model, valid=valid, progress=progress, **train_kw)
+    result = train_on(data, cfg, out, init_model=model, progress=progress)
     best_path = out / "best.pt"
     tuned, tuned_stft, tuned_payload = ckpt.load_model(best_path)
-    after = score_model(tuned, tuned_stft, valid, metrics)
     summary = {
         "before": before,
-        "after": after,
+        "after": score_model(tuned, tuned_stft, data.valid, metrics),
         "noisy": noisy_scores,
         "model": str(best_path),
         "init": str(init_path),
-        "valid_pairs": len(valid),
+        "valid_pairs": len(data.valid),
         "train_items": train_items,
         "best_epoch": int(result["best"]["epoch"]),
         "epochs": int(result["epochs"]),
         "seconds": time.time() - t0,
         **extra,
     }
-    # Record where the model came from in its own checkpoint, and the summary beside it.
-    ckpt.save(best_path, {k: v for k, v in tuned_payload.items() if k not in ("format",
+    save_summary(out, tuned_payload, summary)
+    log.info("fine-tuned %s -> %s in %.0f s", init_path, best_path, summary["seconds"])
+    return summary
+
+
+def _check_request(data_dir: str | os.PathLike | None, noise_files: object,
+                   metrics: Sequence[str]) -> tuple[str, ...]:
+    """The ``metrics`` to report, once the request names exactly one data source and only
+    known metrics (:class:`DataError` otherwise)."""
+    if (data_dir is None) == (noise_files is None):
+        raise DataError("give exactly one of a dataset folder (--data, from `speechmask data "
+                        "import`) or noise recordings (--noise FILE ...)"
+                        + (", not both" if data_dir is not None else ""))
+    for m in metrics:
+        if m not in METRICS:
+            raise DataError(f"unknown metric {m!r}; use some of {', '.join(METRICS)}")
+    if not metrics:
+        raise DataError("no metrics to report; use some of " + ", ".join(METRICS))
+    return tuple(metrics)
+
+
+def noise_data(
+    cfg: TrainConfig,
+    noises: Sequence[tuple[str, np.ndarray]],
+    stft_cfg: StftConfig,
+    seed: int,
+    corpus: Corpus | str | os.PathLike | None = None,
+    speech: Sequence[np.ndarray] | None = None,
+    valid_speech: Sequence[np.ndarray] | None = None,
+) -> tuple[TrainData, int, dict]:
+    """``(data, clean utterances, summary fields)`` of the noise-recordings path: the head of
+    each ``(name, audio)`` recording mixed with clean training speech, validation pairs of
+    the held-out tails (:func:`_speech_sets` says which speech, chosen with ``seed``)."""
+    rate = stft_cfg.sample_rate
+    parts = [(name, split_noise(audio, rate)) for name, audio in noises]
+    for name, (head, tail) in parts:
+        if _silent(head) or _silent(tail):
+            raise DataError(f"{name}: the {'first' if _silent(head) else 'last'} part of the "
+                            "recording is silent; record the noise for its whole length")
+    train_speech, valid_utts = _speech_sets(corpus, speech, valid_speech, seed)
+    valid = noise_valid_pairs(valid_utts, [(name, tail) for name, (_, tail) in parts])
+    data = TrainData.from_arrays(cfg, train_speech, [head for _, (head, _) in parts], valid)
+    extra = {"train_noise_seconds": sum(len(h) for _, (h, _) in parts) / rate,
+             "valid_noise_seconds": sum(len(t) for _, (_, t) in parts) / rate}
+    return data, len(train_speech), extra
+
+
+def imported_data(cfg: TrainConfig, data_dir: str | os.PathLike, stft_cfg: StftConfig,
+                  seed: int, max_valid_pairs: int | None = None
+                  ) -> tuple[TrainData, int, dict]:
+    """``(data, training items, summary fields)`` of a folder written by ``speechmask data
+    import``: its train split (mixtures drawn with ``seed``), and its valid split (a seeded
+    subset of ``max_valid_pairs`` when it has more)."""
+    user = load_user_data(data_dir)
+    valid = list(user.valid)
+    if not valid:
+        raise DataError(f"{data_dir}: no validation pairs; re-run `speechmask data import` "
+                        "with --overwrite")
+    if max_valid_pairs is not None and len(valid) > max_valid_pairs:
+        keep = _subset(len(valid), max(1, max_valid_pairs), (EVAL_SEED, _SALT_VALID))
+        valid = [valid[i] for i in keep]
+    train_set = make_train_dataset(user, cfg.mix, cfg.target, seed, stft_cfg)
+    train_items = len(user.train_pairs) or len(user.train_speech)
+    if train_items < 1:
+        raise DataError(f"{data_dir}: no training data; re-run `speechmask data import`")
+    data = TrainData.from_dataset(train_set, valid)
+    return data, train_items, {"data_dir": str(data_dir), "layout": user.layout}
+
+
+def save_summary(out: Path, payload: dict, summary: dict) -> None:
+    """Record where the model came from in its own checkpoint (``out/best.pt``, whose loaded
+    ``payload`` this is), and the summary beside it (``finetune.json``)."""
+    ckpt.save(out / "best.pt", {k: v for k, v in payload.items() if k not in ("format",
                                                                               "version")}
               | {"finetune": _jsonable(summary)})
     write_text_atomic(out / "finetune.json", json.dumps(_jsonable(summary), indent=2) + "\n")
-    log.info("fine-tuned %s -> %s in %.0f s", init_path, best_path, summary["seconds"])
-    return summary
 
 
 def _jsonable(obj):

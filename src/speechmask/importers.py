@@ -19,11 +19,11 @@ Three source layouts are recognised (:data:`LAYOUTS`):
     OUT/dataset.json             layout, counts, hours (written last: its presence = complete)
     OUT/train/pairs.csv          + clean/ noisy/      (course, pairs)
     OUT/train/speech/*.flac      + noise/*.flac       (mixed)
-    OUT/valid/pairs.csv          + clean/ noisy/      (always; the data.write_pairs format)
+    OUT/valid/pairs.csv          + clean/ noisy/      (always; the evalsets.write_pairs format)
 
 :func:`load_user_data` reads such a folder back and :func:`make_train_dataset` turns it into a
 training :class:`torch.utils.data.Dataset` (:class:`PairDataset` or
-:class:`~speechmask.data.MixtureDataset`).
+:class:`~speechmask.dataset.MixtureDataset`).
 """
 
 from __future__ import annotations
@@ -46,20 +46,11 @@ import torch
 
 from .atomic import write_text_atomic
 from .audio import MODEL_RATE, AudioError, find_audio_files, load_mono, write_audio
-from .data import (
-    EVAL_SNRS_DB,
-    PAIRS_COLUMNS,
-    DataError,
-    EvalPair,
-    MixConfig,
-    Mixture,
-    MixtureDataset,
-    load_pair,
-    mix,
-    read_pairs,
-    training_item,
-)
+from .corpus import DataError
+from .dataset import MixtureDataset, training_item
+from .evalsets import EVAL_SNRS_DB, PAIRS_COLUMNS, EvalPair, load_pair, read_pairs
 from .features import StftConfig
+from .mixing import MixConfig, Mixture, mix
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +298,7 @@ def _load_pair_files(clean_path: Path, noisy_path: Path) -> tuple[np.ndarray, np
 
 class _PairWriter:
     """Writes ``clean/ID.flac``, ``noisy/ID.flac`` one pair at a time, then ``pairs.csv`` in
-    the :func:`speechmask.data.write_pairs` format."""
+    the :func:`speechmask.evalsets.write_pairs` format."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -809,7 +800,7 @@ class PairDataset(torch.utils.data.Dataset):
     Item ``i`` of epoch ``e`` is a deterministic function of ``(seed, e, i)``: a random pair, a
     random crop of ``crop_seconds`` (zero-padded at a random position when the pair is shorter)
     and a random gain in [:data:`PAIR_GAIN_LOW_DB`, :data:`PAIR_GAIN_HIGH_DB`] dB applied to
-    both. Items are the same dict as :class:`~speechmask.data.MixtureDataset`: ``noisy, clean,
+    both. Items are the same dict as :class:`~speechmask.dataset.MixtureDataset`: ``noisy, clean,
     noise: [N]`` (``noise = noisy - clean``), ``mag, mask: [T, F]``.
     """
 
@@ -875,7 +866,7 @@ def make_train_dataset(
 ) -> torch.utils.data.Dataset:
     """The training dataset of an imported dataset: :class:`PairDataset` over the recorded
     pairs (crop length and epoch size from ``mix_cfg``), or a
-    :class:`~speechmask.data.MixtureDataset` over speech and noise for the mixed layout.
+    :class:`~speechmask.dataset.MixtureDataset` over speech and noise for the mixed layout.
     """
     if user.train_pairs:
         return PairDataset(user.train_pairs, mix_cfg.crop_seconds, mix_cfg.examples_per_epoch,

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import load_mono
-from .data import Corpus, CorpusFile, DataError
+from .corpus import Corpus, CorpusFile, DataError, load_files
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +196,7 @@ def training_data(
     ``holdout_noise`` types only, when given) and, when any speech source lives in the corpus
     extension, the held-out speakers' set (:func:`speechmask.evalsets.heldout_pairs`).
     Noise files of the ``holdout_noise`` types are left out of training."""
-    from .data import eval_pairs, load_files
-    from .evalsets import heldout_pairs
+    from .evalsets import eval_pairs, heldout_pairs  # (evalsets imports this module)
 
     main = main if main is not None else Corpus()
     held = set(holdout_noise)

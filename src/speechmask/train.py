@@ -1,5 +1,11 @@
 """Training: on-the-fly mixtures, AdamW + cosine schedule, per-epoch validation SNR, early
-stopping, best/last checkpoints, exact resume, a CSV log and a loss-curve PNG."""
+stopping, best/last checkpoints, exact resume, a CSV log and a loss-curve PNG.
+
+A run is a short loop (:func:`train_on`) over named steps: :func:`start_run`,
+:func:`build_model` and :func:`restore` (resume from ``last.pt``), then each epoch
+:func:`run_epoch`, :func:`validate_epoch`, :func:`record_epoch` and :func:`save_epoch`. What it
+trains on is a :class:`~speechmask.traindata.TrainData`; :func:`train` builds one from its
+keyword arguments."""
 
 from __future__ import annotations
 
@@ -23,20 +29,13 @@ from . import checkpoint as ckpt
 from . import distributed
 from .atomic import write_atomic, write_text_atomic
 from .config import from_dict
-from .data import (
-    Corpus,
-    CorpusFile,
-    DataError,
-    EvalPair,
-    MixConfig,
-    MixtureDataset,
-    eval_pairs,
-    load_files,
-)
+from .corpus import Corpus
 from .distributed import DistContext
+from .evalsets import EvalPair
 from .features import StftConfig, compress, istft, stft
 from .masks import ideal_mask
 from .metrics import si_sdr_db, snr_db
+from .mixing import MixConfig
 from .model import (  # noqa: F401  (ModelConfig, resolve_device re-exported)
     MaskNet,
     ModelConfig,
@@ -44,7 +43,7 @@ from .model import (  # noqa: F401  (ModelConfig, resolve_device re-exported)
     resolve_device,
     with_lookahead,
 )
-from .sources import training_data
+from .traindata import TrainData, corpus_noise_and_valid  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -138,26 +137,6 @@ class TrainConfig:
                              f"got {self.select_metric!r}")
         # A list from a checkpoint's config dict becomes the tuple a frozen config needs.
         object.__setattr__(self, "holdout_noise", tuple(self.holdout_noise))
-
-
-def corpus_noise_and_valid(corpus: Corpus, cfg: TrainConfig, valid_pairs: bool = True
-                           ) -> tuple[list[CorpusFile], list[EvalPair]]:
-    """The corpus' training noise files and validation pairs for ``cfg``: every train-split
-    noise and the fixed valid set, or, with ``cfg.holdout_noise``, the noise of the other types
-    and valid pairs whose noise is of the held-out types only (``[]`` unless ``valid_pairs``)."""
-    held = cfg.holdout_noise
-    if held:  # (eval_pairs checks that valid has them)
-        corpus.check_noise_types(held, "train")
-    noise = [f for f in corpus.select("train", "noise") if f.label not in held]
-    if not noise:
-        raise DataError(f"--hold-out-noise {','.join(held)} leaves no training noise")
-    valid = (eval_pairs(corpus, "valid", cfg.valid_count, noise_types=held or None)
-             if valid_pairs else [])
-    return noise, valid
-
-
-def _shares(weights: dict[str, float]) -> str:
-    return ", ".join(f"{name} {w:g}" for name, w in weights.items())
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:
@@ -342,7 +321,7 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The loop
+# The steps of a run
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -354,29 +333,214 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def feature_statistics(model: MaskNet, dataset: MixtureDataset, n: int = 256) -> tuple:
-    """Per-bin mean/std of the compressed noisy magnitude over ``n`` training mixtures."""
+def feature_statistics(model: MaskNet, dataset: torch.utils.data.Dataset, n: int = 256
+                       ) -> tuple:
+    """Per-bin mean/std ``[F]`` of the compressed noisy magnitude over ``n`` training items."""
     n = min(n, len(dataset))
     feats = torch.cat([compress(dataset[i]["mag"], model.cfg.features) for i in range(n)])
     return feats.mean(0), feats.std(0)
 
 
-def _write_epoch(
-    out: Path, cfg: TrainConfig, model: MaskNet, opt: torch.optim.Optimizer,
-    stft_cfg: StftConfig, rows: list[dict], epoch: int, improved: bool, counters: dict,
-    history: list[dict],
-) -> None:
-    """An epoch's files: ``best.pt`` if it improved, ``last.pt`` (with optimiser state, RNG,
-    log and ``counters`` = step/best/stale for resuming), the CSV log and the loss curve.
-    ``history``: the best-epoch metrics of the earlier runs the weights were started from."""
+@dataclass(frozen=True)
+class Run:
+    """The fixed facts of a training run, shared by its steps."""
+
+    # What is trained, and how.
+    cfg: TrainConfig
+    # The run folder; rank 0 writes every file in it.
+    out: Path
+    # Where the model trains (validation runs on the CPU).
+    device: torch.device
+    # Optimiser steps of the whole schedule (steps per epoch x epochs): the cosine spans them.
+    total_steps: int
+    # This process' part of a multi-process run (SINGLE: the only process).
+    dist: DistContext = distributed.SINGLE
+    # STFT of the features and of the spectral losses.
+    stft_cfg: StftConfig = StftConfig()
+
+
+@dataclass
+class RunState:
+    """How far a run has come: what ``last.pt`` holds besides the weights, the optimiser and
+    the random state. Updated in place by the steps of each epoch."""
+
+    # Best-epoch metrics of the earlier runs the starting weights came from, oldest first.
+    history: list[dict] = field(default_factory=list)
+    # One log row (LOG_COLUMNS) per finished epoch.
+    rows: list[dict] = field(default_factory=list)
+    # The next epoch to run, 0-based.
+    epoch: int = 0
+    # Optimiser steps taken.
+    step: int = 0
+    # Best ``cfg.select_metric`` so far.
+    best: float = -math.inf
+    # Epochs since ``best`` last improved.
+    stale: int = 0
+
+
+def start_run(cfg: TrainConfig, out_dir: str | os.PathLike, epoch_size: int,
+              dist: DistContext = distributed.SINGLE) -> Run:
+    """Set this process up for a run of ``epoch_size`` examples per epoch: the run folder
+    (rank 0), the device, torch threads and the torch seed (model init, dropout)."""
+    out = Path(out_dir)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    device = distributed.local_device(dist, resolve_device(cfg.device))
+    threads = cfg.threads or distributed.default_threads(dist)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    torch.manual_seed(cfg.seed)
+    total_steps = math.ceil(epoch_size / cfg.batch_size) * cfg.epochs
+    return Run(cfg, out, device, total_steps, dist)
+
+
+def build_model(run: Run, train_set: torch.utils.data.Dataset,
+                init_model: MaskNet | None = None) -> MaskNet:
+    """A :class:`MaskNet` of ``run.cfg.model`` on ``run.device``: ``init_model``'s weights
+    (look-ahead grown to the config's), else a random init whose input normalisation is
+    measured on ``train_set``; the first recurrent layer frozen if the config says so."""
+    cfg = run.cfg
+    model = MaskNet(cfg.model)
+    if init_model is not None:
+        model.load_state_dict(with_lookahead(init_model, cfg.model.lookahead).state_dict())
+    else:
+        # Computed once (every rank would get the same numbers, but they share the cores).
+        mean, std = distributed.on_main(run.dist, lambda: feature_statistics(model, train_set))
+        model.set_normalization(mean, std)
+    model.to(run.device)
+    if cfg.freeze_first_layer:
+        for name, param in model.rnn.named_parameters():
+            if name.endswith("_l0"):
+                param.requires_grad_(False)
+    return model
+
+
+def make_optimizer(cfg: TrainConfig, model: MaskNet) -> torch.optim.Optimizer:
+    """AdamW over the trainable weights of ``model``."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def restore(run: Run, model: MaskNet, opt: torch.optim.Optimizer) -> RunState:
+    """Continue the run in ``run.out`` where its ``last.pt`` left it: weights, optimiser and
+    torch random state are loaded in place, the rest is returned (rank 0 reads the file and
+    hands it to the others)."""
+    path = run.out / "last.pt"
+    saved = distributed.on_main(run.dist, lambda: ckpt.load_raw(path))
+    try:
+        model.load_state_dict(saved["state_dict"])
+        opt.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["torch_rng"])
+        state = RunState(history=list(saved.get("history", [])), rows=list(saved["log"]),
+                         epoch=int(saved["epoch"]) + 1, step=int(saved["step"]),
+                         best=float(saved["best"]), stale=int(saved["stale"]))
+    except (KeyError, ValueError, RuntimeError, TypeError) as err:
+        raise ckpt.CheckpointError(f"{path}: cannot resume from it ({err})") from None
+    if run.dist.is_main:
+        log.info("resuming after epoch %d (best valid SNR %.2f dB)", state.epoch, state.best)
+    return state
+
+
+def run_epoch(run: Run, net: torch.nn.Module, opt: torch.optim.Optimizer,
+              train_set: torch.utils.data.Dataset, state: RunState, epoch: int,
+              progress: bool = True) -> float:
+    """One pass over epoch ``epoch``'s examples of ``train_set`` (this rank's share of each
+    global batch); advances ``state.step``. Returns the mean training loss over all ranks."""
+    cfg, dist, device = run.cfg, run.dist, run.device
+    train_set.set_epoch(epoch)
+    loader_gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+    # The same order on every rank, and the order single-process runs always had: a
+    # DataLoader(shuffle=True, generator=g) draws a base seed from g, then shuffles with g.
+    torch.empty((), dtype=torch.int64).random_(generator=loader_gen)
+    order = torch.randperm(len(train_set), generator=loader_gen).tolist()
+    parts = distributed.shard_batches(order, cfg.batch_size, dist.rank, dist.world_size)
+    if dist.enabled:
+        # Dropout draws its own stream on each rank, fixed by (seed, epoch, rank): masks
+        # differ between ranks and a resumed run repeats the killed one exactly.
+        torch.manual_seed((cfg.seed * 1000 + epoch) * 1000 + dist.rank)
+    # generator=: the loader's own seed draw must not touch the global (dropout) stream.
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_sampler=[part for part, _ in parts], generator=loader_gen,
+        num_workers=cfg.loader_workers, prefetch_factor=4 if cfg.loader_workers else None)
+    trainable = [p for group in opt.param_groups for p in group["params"]]
+    net.train()
+    total, count = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+               disable=not (progress and dist.is_main), leave=False, unit="batch")
+    for batch, (_, weight) in zip(bar, parts, strict=True):
+        lr = lr_at(state.step, run.total_steps, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        noisy = batch["noisy"].to(device)
+        clean = batch["clean"].to(device)
+        noisy_spec, clean_spec = stft(noisy, run.stft_cfg), stft(clean, run.stft_cfg)
+        mask = offline_masks(net, noisy_spec.abs(), cfg.model.lookahead)
+        loss = compute_loss(cfg, mask, batch["mask"].to(device), noisy_spec, clean_spec)
+        opt.zero_grad(set_to_none=True)
+        (loss * weight if dist.enabled else loss).backward()
+        torch.nn.utils.clip_grad_norm_(trainable, cfg.clip_norm)
+        opt.step()
+        state.step += 1
+        if weight > 0:
+            total += loss.item() * len(noisy)
+            count += len(noisy)
+        bar.set_postfix(loss=f"{total / max(count, 1):.4f}", lr=f"{lr:.1e}")
+    if dist.enabled:
+        total, count = distributed.all_reduce_sum(dist, [total, count])
+    return total / max(count, 1)
+
+
+def validate_epoch(run: Run, model: MaskNet, valid: list[EvalPair]) -> dict[str, float]:
+    """:func:`validate` of ``model`` on the CPU (numpy I/O, full-length pairs); a model
+    elsewhere is copied, so that DDP keeps the one it wraps where it expects it."""
+    on_cpu = model if run.device.type == "cpu" else copy.deepcopy(model).cpu()
+    return validate(on_cpu, run.cfg, valid, run.stft_cfg, run.dist)
+
+
+def record_epoch(run: Run, state: RunState, epoch: int, train_loss: float,
+                 metrics: dict[str, float], t0: float) -> bool:
+    """Add epoch ``epoch``'s log row to ``state`` (rank 0's, on every rank), log it and update
+    the best score and the stale count. Returns whether the epoch is the best so far."""
+    cfg = run.cfg
+    row = {"epoch": epoch + 1, "step": state.step, "lr": lr_at(state.step, run.total_steps, cfg),
+           "train_loss": train_loss, **metrics, "seconds": time.time() - t0}
+    row = distributed.broadcast_object(run.dist, row)  # rank 0's clock, for identical logs
+    state.rows.append(row)
+    if run.dist.is_main:
+        clean = row.get("valid_clean_si_sdr_db")
+        log.info("epoch %d: train loss %.4f, valid loss %.4f, valid SNR %.2f dB, SI-SDR "
+                 "%.2f dB%s (%.0f s)", row["epoch"], row["train_loss"], row["valid_loss"],
+                 row["valid_snr_db"], row["valid_si_sdr_db"],
+                 "" if clean is None else f", clean pass-through SI-SDR {clean:.2f} dB",
+                 row["seconds"])
+    score = metrics[cfg.select_metric]
+    improved = score > state.best
+    state.best = max(state.best, score)
+    state.stale = 0 if improved else state.stale + 1
+    state.epoch = epoch + 1
+    return improved
+
+
+def save_epoch(run: Run, model: MaskNet, opt: torch.optim.Optimizer, state: RunState,
+               epoch: int, improved: bool) -> None:
+    """Epoch ``epoch``'s files, written by rank 0 for every rank: ``best.pt`` if it
+    ``improved``, ``last.pt`` (with optimiser state, RNG, log and the step/best/stale counters
+    for resuming), the CSV log and the loss curve."""
+    distributed.check_same_weights(run.dist, model)  # rank 0's files stand for every rank
+    distributed.on_main(run.dist, partial(_write_epoch, run, model, opt, state, epoch, improved))
+
+
+def _write_epoch(run: Run, model: MaskNet, opt: torch.optim.Optimizer, state: RunState,
+                 epoch: int, improved: bool) -> None:
+    cfg, out, rows = run.cfg, run.out, state.rows
     common = {"train_config": config_to_dict(cfg), "epoch": epoch, "metrics": rows[-1],
-              "history": history}
+              "history": state.history}
     if improved:
-        ckpt.save(out / "best.pt", ckpt.model_payload(model, stft_cfg, **common))
+        ckpt.save(out / "best.pt", ckpt.model_payload(model, run.stft_cfg, **common))
     ckpt.save(out / "last.pt", {
-        **ckpt.model_payload(model, stft_cfg, **common),
+        **ckpt.model_payload(model, run.stft_cfg, **common),
         "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "log": rows,
-        **counters,
+        "step": state.step, "best": state.best, "stale": state.stale,
     })
     write_log(rows, out)
     plot_curves(rows, out / "loss_curve.png",
@@ -386,6 +550,57 @@ def _write_epoch(
 
 def _ask(on_epoch: Callable[[dict], bool], row: dict) -> bool:
     return bool(on_epoch(row))
+
+
+def run_summary(run: Run, state: RunState, model: MaskNet) -> dict:
+    """What :func:`train` returns: the best epoch's log row, epochs, seconds, the parameter
+    count and the trained model (last epoch's weights)."""
+    best_row = max(state.rows, key=lambda r: _float(r.get(run.cfg.select_metric)))
+    return {"best": best_row, "epochs": len(state.rows), "seconds": state.rows[-1]["seconds"],
+            "parameters": model.parameter_count(), "model": model}
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def train_on(
+    data: TrainData,
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    init_model: MaskNet | None = None,
+    init_history: list[dict] | None = None,
+    progress: bool = True,
+    on_epoch: Callable[[dict], bool] | None = None,
+    dist: DistContext = distributed.SINGLE,
+) -> dict:
+    """Train a model of ``cfg`` on ``data`` into ``out_dir``; see :func:`train`."""
+    run = start_run(cfg, out_dir, len(data.train_set), dist)
+    if dist.is_main:
+        log.info("training on %s", data.description)
+    model = build_model(run, data.train_set, init_model)
+    opt = make_optimizer(cfg, model)
+    state = restore(run, model, opt) if resume else RunState(history=list(init_history or []))
+    # What runs forward and backward; `model` stays the plain MaskNet that is saved/validated.
+    net = distributed.wrap_model(dist, model, run.device)
+    t0 = time.time() - (state.rows[-1]["seconds"] if state.rows else 0.0)
+    for epoch in range(state.epoch, cfg.epochs):
+        if cfg.patience and state.stale >= cfg.patience:
+            if dist.is_main:
+                log.info("early stop: no valid SNR gain for %d epochs", state.stale)
+            break
+        train_loss = run_epoch(run, net, opt, data.train_set, state, epoch, progress)
+        metrics = validate_epoch(run, model, data.valid)
+        improved = record_epoch(run, state, epoch, train_loss, metrics, t0)
+        save_epoch(run, model, opt, state, epoch, improved)
+        if on_epoch is not None and distributed.on_main(
+                dist, partial(_ask, on_epoch, state.rows[-1])):
+            if dist.is_main:
+                log.info("stopped after epoch %d by on_epoch", epoch + 1)
+            break
+    return run_summary(run, state, model)
 
 
 def train(
@@ -405,15 +620,16 @@ def train(
 ) -> dict:
     """Train a model and return the best validation metrics.
 
-    Writes to ``out_dir``: ``best.pt`` (highest valid SNR, inference checkpoint), ``last.pt``
-    (full state for ``resume``), ``train_log.csv`` and ``loss_curve.png``. Data comes from
-    ``corpus`` (train/valid splits) unless ``speech``/``noise``/``valid`` are given, or
-    ``train_set`` (any Dataset yielding MixtureDataset's item dict and having ``set_epoch``) and
-    ``valid`` are (imported user data). ``init_model`` starts from given weights;
-    ``init_history`` (the best-epoch metrics of the runs that made them, oldest first) is kept in
-    every checkpoint as ``history``, so a model trained in stages says so.
-    ``on_epoch(row)`` is called after each epoch's checkpoints are written, with that epoch's
-    log row; returning True stops training there (hyper-parameter search prunes with it).
+    Writes to ``out_dir``: ``best.pt`` (best ``cfg.select_metric``, inference checkpoint),
+    ``last.pt`` (full state for ``resume``), ``train_log.csv`` and ``loss_curve.png``. Data
+    (:class:`TrainData`): ``train_set`` (any Dataset yielding MixtureDataset's item dict and
+    having ``set_epoch``) with ``valid`` (imported user data), else ``corpus`` (train/valid
+    splits, or the sources ``cfg.mix`` names) with any of ``speech``/``noise``/``valid`` given
+    used instead. ``init_model`` starts from given weights; ``init_history`` (the best-epoch
+    metrics of the runs that made them, oldest first) is kept in every checkpoint as
+    ``history``, so a model trained in stages says so. ``on_epoch(row)`` is called after each
+    epoch's checkpoints are written, with that epoch's log row; returning True stops training
+    there (hyper-parameter search prunes with it).
 
     ``dist`` (from :func:`speechmask.distributed.init_from_env`, in every process of a
     torchrun launch) trains with DistributedDataParallel: each rank loads the data, takes its
@@ -423,170 +639,15 @@ def train(
     evaluation and export do not care how a run was trained - and calls ``on_epoch``. Every rank
     returns the same result; ``"model"`` is this rank's trained model (last epoch's weights).
     """
-    main = dist.is_main
-    out = Path(out_dir)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-    device = distributed.local_device(dist, resolve_device(cfg.device))
-    threads = cfg.threads or distributed.default_threads(dist)
-    if threads > 0:
-        torch.set_num_threads(threads)
-    torch.manual_seed(cfg.seed)
-    stft_cfg = StftConfig()
-
-    if train_set is not None and valid is None:
-        raise DataError("a custom training set needs validation pairs too")
-    speech_groups = noise_groups = None
-    if train_set is None and (cfg.mix.speech_sources or cfg.mix.noise_sources) and (
-            speech is None or noise is None or valid is None):
-        corpus = corpus if corpus is not None else Corpus()
-        if main:
-            log.info("loading speech (%s) and noise (%s)",
-                     _shares(cfg.mix.speech_sources) or f"{corpus.root} train split",
-                     _shares(cfg.mix.noise_sources) or f"{corpus.root} train split")
-        data = training_data(cfg.mix.speech_sources, cfg.mix.noise_sources, cfg.holdout_noise,
-                             cfg.valid_count, main=corpus, with_valid=valid is None)
-        if speech is None:
-            speech, speech_groups = data.speech, data.speech_groups
-        if noise is None:
-            noise, noise_groups = data.noise, data.noise_groups
-        valid = valid if valid is not None else data.valid
-        if main:
-            log.info("%d utterances, %d noise recordings, %d validation pairs", len(speech),
-                     len(noise), len(valid))
-    if train_set is None and (speech is None or noise is None or valid is None):
-        corpus = corpus if corpus is not None else Corpus()
-        if main:
-            log.info("loading corpus from %s", corpus.root)
-        # Noise and valid first: a bad --hold-out-noise fails before the speech is read.
-        noise_files, valid_pairs = corpus_noise_and_valid(
-            corpus, cfg, valid_pairs=valid is None)
-        if main and cfg.holdout_noise:
-            log.info("noise types held out of training: %s (%d training noise files left; "
-                     "validation on %d pairs of the held-out types)",
-                     ", ".join(cfg.holdout_noise), len(noise_files), len(valid_pairs))
-        speech = speech if speech is not None else load_files(corpus.select("train", "speech"))
-        noise = noise if noise is not None else load_files(noise_files)
-        valid = valid if valid is not None else valid_pairs
-    if not valid:
-        raise DataError("no validation pairs")
-    dataset = train_set if train_set is not None else MixtureDataset(
-        speech, noise, cfg.mix, cfg.target, cfg.seed, stft_cfg, speech_groups, noise_groups)
-
-    model = MaskNet(cfg.model)
-    if init_model is not None:
-        model.load_state_dict(with_lookahead(init_model, cfg.model.lookahead).state_dict())
+    if train_set is not None:
+        data = TrainData.from_dataset(train_set, valid)
+    elif speech is not None and noise is not None and valid is not None:
+        data = TrainData.from_arrays(cfg, speech, noise, valid)
     else:
-        # Computed once (every rank would get the same numbers, but they share the cores).
-        mean, std = distributed.on_main(dist, lambda: feature_statistics(model, dataset))
-        model.set_normalization(mean, std)
-    model.to(device)
-    if cfg.freeze_first_layer:
-        for name, param in model.rnn.named_parameters():
-            if name.endswith("_l0"):
-                param.requires_grad_(False)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-
-    rows: list[dict] = []
-    history = list(init_history or [])  # resuming takes last.pt's instead
-    start_epoch, step, best, stale = 0, 0, -math.inf, 0
-    last_path = out / "last.pt"
-    if resume:
-        state = distributed.on_main(dist, lambda: ckpt.load_raw(last_path))
-        try:
-            model.load_state_dict(state["state_dict"])
-            opt.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["torch_rng"])
-            rows, step = list(state["log"]), int(state["step"])
-            history = list(state.get("history", []))
-            start_epoch, best, stale = int(state["epoch"]) + 1, float(state["best"]), int(
-                state["stale"])
-        except (KeyError, ValueError, RuntimeError, TypeError) as err:
-            raise ckpt.CheckpointError(f"{last_path}: cannot resume from it ({err})") from None
-        if main:
-            log.info("resuming after epoch %d (best valid SNR %.2f dB)", start_epoch, best)
-    # What runs forward and backward; `model` stays the plain MaskNet that is saved/validated.
-    net = distributed.wrap_model(dist, model, device)
-
-    loader_gen = torch.Generator().manual_seed(cfg.seed)
-    t0 = time.time() - (rows[-1]["seconds"] if rows else 0.0)
-    for epoch in range(start_epoch, cfg.epochs):
-        if cfg.patience and stale >= cfg.patience:
-            if main:
-                log.info("early stop: no valid SNR gain for %d epochs", stale)
-            break
-        dataset.set_epoch(epoch)
-        loader_gen.manual_seed(cfg.seed * 1000 + epoch)
-        # The same order on every rank, and the order single-process runs always had: a
-        # DataLoader(shuffle=True, generator=g) draws a base seed from g, then shuffles with g.
-        torch.empty((), dtype=torch.int64).random_(generator=loader_gen)
-        order = torch.randperm(len(dataset), generator=loader_gen).tolist()
-        parts = distributed.shard_batches(order, cfg.batch_size, dist.rank, dist.world_size)
-        if dist.enabled:
-            # Dropout draws its own stream on each rank, fixed by (seed, epoch, rank): masks
-            # differ between ranks and a resumed run repeats the killed one exactly.
-            torch.manual_seed((cfg.seed * 1000 + epoch) * 1000 + dist.rank)
-        # generator=: the loader's own seed draw must not touch the global (dropout) stream.
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_sampler=[part for part, _ in parts], generator=loader_gen,
-            num_workers=cfg.loader_workers, prefetch_factor=4 if cfg.loader_workers else None)
-        net.train()
-        total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and main),
-                   leave=False, unit="batch")
-        for batch, (_, weight) in zip(bar, parts, strict=True):
-            lr = lr_at(step, total_steps, cfg)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            noisy = batch["noisy"].to(device)
-            clean = batch["clean"].to(device)
-            noisy_spec, clean_spec = stft(noisy, stft_cfg), stft(clean, stft_cfg)
-            mask = offline_masks(net, noisy_spec.abs(), cfg.model.lookahead)
-            loss = compute_loss(cfg, mask, batch["mask"].to(device), noisy_spec, clean_spec)
-            opt.zero_grad(set_to_none=True)
-            (loss * weight if dist.enabled else loss).backward()
-            torch.nn.utils.clip_grad_norm_(trainable, cfg.clip_norm)
-            opt.step()
-            step += 1
-            if weight > 0:
-                total += loss.item() * len(noisy)
-                count += len(noisy)
-            bar.set_postfix(loss=f"{total / max(count, 1):.4f}", lr=f"{lr:.1e}")
-        if dist.enabled:
-            total, count = distributed.all_reduce_sum(dist, [total, count])
-        # Validation runs on the CPU (numpy I/O, full-length pairs); a copy keeps a CUDA model
-        # where DDP expects it.
-        metrics = validate(model if device.type == "cpu" else copy.deepcopy(model).cpu(), cfg,
-                           valid, stft_cfg, dist)
-        row = {"epoch": epoch + 1, "step": step, "lr": lr_at(step, total_steps, cfg),
-               "train_loss": total / max(count, 1), **metrics, "seconds": time.time() - t0}
-        row = distributed.broadcast_object(dist, row)  # rank 0's clock, for identical logs
-        rows.append(row)
-        if main:
-            clean = row.get("valid_clean_si_sdr_db")
-            log.info("epoch %d: train loss %.4f, valid loss %.4f, valid SNR %.2f dB, SI-SDR "
-                     "%.2f dB%s (%.0f s)", row["epoch"], row["train_loss"], row["valid_loss"],
-                     row["valid_snr_db"], row["valid_si_sdr_db"],
-                     "" if clean is None else f", clean pass-through SI-SDR {clean:.2f} dB",
-                     row["seconds"])
-        score = metrics[cfg.select_metric]
-        improved = score > best
-        best = max(best, score)
-        stale = 0 if improved else stale + 1
-        distributed.check_same_weights(dist, model)  # rank 0's files stand for every rank
-        distributed.on_main(dist, partial(
-            _write_epoch, out, cfg, model, opt, stft_cfg, rows, epoch, improved,
-            {"step": step, "best": best, "stale": stale}, history))
-        if on_epoch is not None and distributed.on_main(dist, partial(_ask, on_epoch, row)):
-            if main:
-                log.info("stopped after epoch %d by on_epoch", row["epoch"])
-            break
-    best_row = max(rows, key=lambda r: _float(r.get(cfg.select_metric)))
-    return {"best": best_row, "epochs": len(rows), "seconds": rows[-1]["seconds"],
-            "parameters": model.parameter_count(), "model": model}
+        data = TrainData.from_corpus(cfg, corpus, speech=speech, noise=noise, valid=valid,
+                                     verbose=dist.is_main)
+    return train_on(data, cfg, out_dir, resume=resume, init_model=init_model,
+                    init_history=init_history, progress=progress, on_epoch=on_epoch, dist=dist)
 
 
 def with_overrides(cfg: TrainConfig, **kw) -> TrainConfig:

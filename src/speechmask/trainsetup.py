@@ -51,8 +51,8 @@ def explicit_settings(config: str | os.PathLike | None = None,
     if holdout_noise is not None:
         settings["holdout_noise"] = list(holdout_noise)
     if not augment:
+        from .augment import AugmentConfig
         from .config import to_dict
-        from .data import AugmentConfig
 
         settings = merge(settings, {"mix": {"augment": to_dict(AugmentConfig.off())}})
     return merge(settings, parse_overrides(list(overrides)))

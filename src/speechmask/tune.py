@@ -6,8 +6,9 @@ The search covers the cell type, depth, width, dropout, peak learning rate, mask
 feature compression and, when allowed, the look-ahead (:class:`SearchSpace`); everything else
 comes from a base :class:`~speechmask.train.TrainConfig`. Each trial is an ordinary
 :func:`~speechmask.train.train` run in ``OUT/trial_<number>`` and its objective is the run's best
-validation SNR (dB), so the best trial is reproduced exactly by the ``speechmask train`` command
-of :func:`best_command`.
+validation SNR (dB), so the best trial is reproduced exactly by ``speechmask train --config
+OUT/best_config.toml``: :func:`write_best_config` writes that file, :func:`best_command` the
+command.
 
 Per-epoch pruning: ``train(on_epoch=...)`` hands each finished epoch to a reporter that
 reports the valid SNR to the trial and raises :class:`optuna.TrialPruned` when the pruner says
@@ -40,16 +41,11 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 
-from .atomic import write_atomic
-from .data import (
-    AugmentConfig,
-    Corpus,
-    DataError,
-    EvalPair,
-    MixConfig,
-    load_files,
-)
-from .model import MAX_LOOKAHEAD, ModelConfig
+from .atomic import write_atomic, write_text_atomic
+from .config import diff, dump_toml, merge
+from .corpus import Corpus, DataError, load_files
+from .evalsets import EvalPair
+from .model import MAX_LOOKAHEAD
 from .train import (
     TrainConfig,
     config_from_dict,
@@ -78,6 +74,12 @@ PRUNER_STARTUP_TRIALS = 3
 PRUNER_WARMUP_STEPS = 1
 # A killed trial is retried at most this many times (then it stays failed).
 MAX_RETRIES = 2
+# The best trial's config file, written in the study's output folder.
+BEST_CONFIG = "best_config.toml"
+# Settings the best trial's config file always names, defaults or not: the searched model
+# fields and lr/target (_SEARCHED_FIELDS), and the run length and seed the trials ran with.
+_MODEL_PARAMS = ("cell", "layers", "hidden", "dropout", "compression", "lookahead")
+_ALWAYS_NAMED = ("lr", "target", "epochs", "batch_size", "seed")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -634,67 +636,60 @@ def best_config(study: optuna.Study, base: TrainConfig | None = None) -> TrainCo
     return config_from_params(best.params, base if base is not None else study_base(study))
 
 
-def _num(x: float) -> str:
-    """Shortest text that parses back to exactly ``x``."""
-    return repr(float(x))
+def best_config_toml(study: optuna.Study, base: TrainConfig | None = None,
+                     path: str | os.PathLike = BEST_CONFIG) -> str:
+    """The best finished trial's training config as the TOML of ``speechmask train --config``
+    (see :mod:`speechmask.config`), headed by a comment naming the study, trial and score and
+    the command that trains it from ``path``. It names the searched settings, the run length
+    and seed, and every other setting that differs from the :class:`TrainConfig` defaults."""
+    best = _best_trial(study)
+    cfg = best_config(study, base)
+    named = {"model": {k: getattr(cfg.model, k) for k in _MODEL_PARAMS},
+             "mix": {"examples_per_epoch": cfg.mix.examples_per_epoch},
+             **{k: getattr(cfg, k) for k in _ALWAYS_NAMED}}
+    settings = merge(named, diff(cfg, TrainConfig()))
+    header = (f"# Best trial of study {study.study_name!r}: trial {best.number}, valid SNR "
+              f"{best.value:.2f} dB (written by speechmask tune).\n"
+              "# Settings not named here are the TrainConfig defaults. Train it with:\n"
+              f"#   {_train_command(path)}\n\n")
+    return header + dump_toml(settings)
+
+
+def write_best_config(study: optuna.Study, path: str | os.PathLike | None = None,
+                      base: TrainConfig | None = None) -> Path:
+    """Write :func:`best_config_toml` to ``path`` (default: :data:`BEST_CONFIG` beside the best
+    trial's run folder, i.e. in the study's output folder), atomically; returns the path."""
+    if path is None:
+        best = _best_trial(study)
+        run_dir = best.user_attrs.get("run_dir") if best is not None else None
+        if run_dir is None:
+            best_config(study, base)  # no finished trial: its one-line error
+            raise DataError(f"study {study.study_name!r}: the best trial has no run folder; "
+                            "say where to write its config")
+        path = Path(run_dir).parent / BEST_CONFIG
+    written = write_text_atomic(Path(path), best_config_toml(study, base, path))
+    log.info("the best trial's config: %s", written)
+    return written
 
 
 def best_command(study: optuna.Study, base: TrainConfig | None = None, out: str = "runs/best",
-                 corpus: str | os.PathLike | None = None) -> str:
-    """The ``speechmask train`` command line that reruns the study's best trial exactly.
+                 corpus: str | os.PathLike | None = None,
+                 config: str | os.PathLike | None = None) -> str:
+    """Write the best trial's config file (:func:`write_best_config`, to ``config`` or the
+    default place) and return the ``speechmask train --config FILE --out OUT`` command line
+    that reruns the trial exactly (``--corpus`` when given: the data is not in the config)."""
+    return _train_command(write_best_config(study, config, base), out, corpus)
 
-    Flags: always ``--cell --hidden --layers --dropout --lr --target --compression --lookahead
-    --epochs --examples-per-epoch --batch-size --seed``; other CLI options only where ``base``
-    differs from the CLI defaults. Settings without a CLI flag that differ from the defaults are
-    listed in a trailing ``# ...`` shell comment."""
-    cfg = best_config(study, base)
-    m, x = cfg.model, cfg.mix
-    dm, dx, dt = ModelConfig(), MixConfig(), TrainConfig()
-    args = ["speechmask", "train", "--out", str(out)]
+
+def _train_command(config: str | os.PathLike, out: str = "runs/best",
+                   corpus: str | os.PathLike | None = None) -> str:
+    path = Path(config)
+    if path.is_absolute() and path.is_relative_to(Path.cwd()):
+        path = path.relative_to(Path.cwd())  # shorter, and the same from here
+    args = ["speechmask", "train", "--config", str(path), "--out", str(out)]
     if corpus is not None:
         args += ["--corpus", str(corpus)]
-    args += ["--cell", m.cell, "--hidden", str(m.hidden), "--layers", str(m.layers),
-             "--dropout", _num(m.dropout), "--lr", _num(cfg.lr), "--target", cfg.target,
-             "--compression", m.compression, "--lookahead", str(m.lookahead),
-             "--epochs", str(cfg.epochs),
-             "--examples-per-epoch", str(x.examples_per_epoch), "--batch-size",
-             str(cfg.batch_size), "--seed", str(cfg.seed)]
-    if cfg.loss != dt.loss:
-        args += ["--loss", cfg.loss]
-    if cfg.snr_weight != dt.snr_weight:
-        args += ["--snr-weight", _num(cfg.snr_weight)]
-    if x.crop_seconds != dx.crop_seconds:
-        args += ["--crop-seconds", _num(x.crop_seconds)]
-    if (x.snr_low_db, x.snr_high_db) != (dx.snr_low_db, dx.snr_high_db):
-        args += ["--snr-range", _num(x.snr_low_db), _num(x.snr_high_db)]
-    if x.augment == AugmentConfig.off() and x.augment != dx.augment:
-        args += ["--no-augment"]
-    if cfg.patience != dt.patience:
-        args += ["--patience", str(cfg.patience)]
-    if cfg.valid_count is not None:
-        args += ["--valid-count", str(cfg.valid_count)]
-    if cfg.holdout_noise:
-        args += ["--hold-out-noise", ",".join(cfg.holdout_noise)]
-    if cfg.threads != dt.threads:
-        args += ["--threads", str(cfg.threads)]
-    if cfg.device != dt.device:
-        args += ["--device", cfg.device]
-    missing = [f"{name}={value!r}" for name, value, default in (
-        ("warmup_steps", cfg.warmup_steps, dt.warmup_steps),
-        ("weight_decay", cfg.weight_decay, dt.weight_decay),
-        ("clip_norm", cfg.clip_norm, dt.clip_norm),
-        ("freeze_first_layer", cfg.freeze_first_layer, dt.freeze_first_layer),
-        ("model.power", m.power, dm.power),
-        ("model.n_freqs", m.n_freqs, dm.n_freqs),
-        ("mix.gain_low_db", x.gain_low_db, dx.gain_low_db),
-        ("mix.gain_high_db", x.gain_high_db, dx.gain_high_db),
-    ) if value != default]
-    if x.augment not in (dx.augment, AugmentConfig.off()):
-        missing.append(f"mix.augment={x.augment!r}")
-    command = shlex.join(args)
-    if missing:
-        command += "  # no CLI flag for: " + ", ".join(missing)
-    return command
+    return shlex.join(args)
 
 
 def describe_best(study: optuna.Study) -> str:
@@ -707,7 +702,8 @@ def describe_best(study: optuna.Study) -> str:
 
 
 __all__ = [
-    "PARAM_NAMES", "SearchSpace", "TrialSeededTPESampler", "best_command", "best_config",
-    "config_from_params", "describe_best", "make_sampler", "open_storage", "plot_trials",
-    "read_log", "run_study", "study_base", "suggest", "summary_table",
+    "BEST_CONFIG", "PARAM_NAMES", "SearchSpace", "TrialSeededTPESampler", "best_command",
+    "best_config", "best_config_toml", "config_from_params", "describe_best", "make_sampler",
+    "open_storage", "plot_trials", "read_log", "run_study", "study_base", "suggest",
+    "summary_table", "write_best_config",
 ]

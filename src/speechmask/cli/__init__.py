@@ -27,7 +27,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     errors: tuple[type[BaseException], ...] = (UserError, AudioError, ValueError)
     try:  # these modules import torch; an ONNX-only install has neither them nor their errors
         from ..checkpoint import CheckpointError
-        from ..data import DataError
+        from ..corpus import DataError
     except ImportError:
         return errors
     return (*errors, CheckpointError, DataError)

@@ -39,8 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_testset(args: argparse.Namespace) -> int:
-    from ..data import Corpus, write_pairs
-    from ..evalsets import eval_set
+    from ..corpus import Corpus
+    from ..evalsets import eval_set, write_pairs
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
@@ -61,7 +61,7 @@ def run_testset(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from ..data import Corpus
+    from ..corpus import Corpus
 
     corpus = Corpus(args.corpus)
     print(f"corpus: {corpus.root}")

@@ -26,7 +26,7 @@ TRAIN_FLAGS = {
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     # Help texts show the defaults of these torch-importing modules.
-    from ..data import MixConfig
+    from ..mixing import MixConfig
     from ..model import ModelConfig
     from ..train import LOSSES, SELECT_METRICS, TrainConfig
 
@@ -140,7 +140,7 @@ def run_request(args: argparse.Namespace):
 def _run_recipe(args: argparse.Namespace) -> int:
     """``train --recipe``: every stage of the file, skipping the finished ones."""
     from ..config import ConfigError
-    from ..data import Corpus
+    from ..corpus import Corpus
     from ..recipe import load_recipe, run_recipe, split_runtime
 
     named = [f"--{dest.replace('_', '-')}" for dest in (*TRAIN_FLAGS, "snr_range",
@@ -168,7 +168,7 @@ def _run_recipe(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from .. import distributed
-    from ..data import Corpus
+    from ..corpus import Corpus
     from ..train import resolve_device, train
     from ..trainsetup import load_init, prepare
 

@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import MixConfig
+    from ..mixing import MixConfig
     from ..train import TrainConfig
 
     try:
