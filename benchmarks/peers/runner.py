@@ -28,7 +28,8 @@ from speechmask.metrics import METRICS, score
 from .delay import estimate_delay, shift_back
 from .systems import System, build_systems
 
-# Largest delay searched: 100 ms covers every system here (DeepFilterNet3, the latest, is 30 ms).
+# Largest delay searched: 100 ms covers every system here (the latest: DeepFilterNet3's real-time
+# runtime, 30 ms).
 MAX_DELAY_MS = 100.0
 
 
