@@ -393,7 +393,7 @@ def test_sample_pairs_pick_distinct_noise_types(tiny_pairs):
 
 
 def test_cli_end_to_end_on_a_pairs_csv(tmp_path, tiny_pairs, tiny_model_path, capsys):
-    from speechmask.data import EvalPair, write_pairs
+    from speechmask.evalsets import EvalPair, write_pairs
 
     csv_path = write_pairs([EvalPair(p.id, p.clean, p.noisy, p.input_snr_db, p.noise_type,
                                      "spk", "s.flac", "n.flac") for p in tiny_pairs],

@@ -55,7 +55,7 @@ class RunConfig:
 
 
 def pairs_from_eval(eval_pairs: Iterable) -> list[Pair]:
-    """:class:`Pair` objects from ``speechmask.data.EvalPair`` objects."""
+    """:class:`Pair` objects from ``speechmask.evalsets.EvalPair`` objects."""
     return [Pair(p.id, p.clean, p.noisy, float(p.input_snr_db), p.noise_type)
             for p in eval_pairs]
 
@@ -69,8 +69,8 @@ def load_test_pairs(
     """The fixed set ``split`` (one of ``speechmask.evalsets.SETS``: the corpus' valid/test
     splits, the out-of-domain set, clean pass-through, held-out speakers) built in memory, or the
     pairs of a ``pairs.csv``. Returns ``(pairs, description)``."""
-    from speechmask.data import Corpus, load_pair, read_pairs
-    from speechmask.evalsets import eval_set
+    from speechmask.corpus import Corpus
+    from speechmask.evalsets import eval_set, load_pair, read_pairs
 
     if pairs_csv is not None:
         rows = read_pairs(pairs_csv)[:count]
