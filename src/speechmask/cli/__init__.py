@@ -59,6 +59,10 @@ def _add_training_parsers(sub: argparse._SubParsersAction, training: bool) -> No
     try:
         if not training:  # a command that needs no torch: do not import it for these parsers
             raise ImportError("not needed")
+        # First, so a missing torch is an ImportError here and not a failure deep inside
+        # another library that probes for torch (scipy does, and chokes on a blocked one).
+        import torch  # noqa: F401
+
         from . import evaluate, finetune, train, tune
 
         train.add_parser(sub)
