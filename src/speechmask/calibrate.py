@@ -5,10 +5,9 @@ the mask toward the IRM, which keeps more noise than the SNR-optimal mask. Raisi
 a power above 1 after training corrects that where the fit set resembles the audio to enhance.
 The fit picks the exponent with the best mean SNR (the baseline's metric) on the given pairs.
 
-Measured (docs/experiments.md): on the corpus' valid split, whose noise types also occur in
-training, exponent 1.3 gains 0.11-0.12 dB SNR and SI-SDR; on the test split, whose noises
-include types never heard in training, the same exponent costs 0.03-0.05 dB. So the shipped
-model is not calibrated; calibrate on pairs of the recordings you will enhance (``--pairs``).
+An exponent fitted on noise types seen in training does not carry to unseen ones ("Mask-exponent
+calibration" in docs/experiments.md), so the shipped model is not calibrated; calibrate on
+pairs of the recordings you will enhance (``--pairs``).
 """
 
 from __future__ import annotations
@@ -28,8 +27,8 @@ from .metrics import si_sdr_db, snr_db
 from .model import MaskNet
 from .stft_config import StftConfig
 
-# 1.0 (as trained) to 1.6 in steps of 0.1: on the second- and third-stage GRUs valid SNR peaks
-# at 1.3 and is within 0.02 dB of it from 1.2 to 1.5, so a finer grid buys nothing.
+# 1.0 (as trained) to 1.6 in steps of 0.1: the SNR curve over the exponent is flat near its
+# peak (docs/experiments.md), so a finer grid buys nothing.
 DEFAULT_EXPONENTS = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6)
 
 

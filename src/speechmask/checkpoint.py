@@ -99,9 +99,8 @@ def average_models(srcs: list[str | os.PathLike], dst: str | os.PathLike,
     """Write the uniform average of the weights of ``srcs`` to ``dst`` ("model soup").
 
     Only meaningful for models on one training lineage (one was started from the other with
-    ``train --init``), whose weights stay in one basin: the mean of the fifth training stage and
-    the sixth trained on from it scored 13.10 dB valid SNR, above both (13.04 and 13.08 dB;
-    docs/experiments.md); the seventh stage started from that mean.
+    ``train --init``), whose weights stay in one basin, where the mean often scores above both
+    (docs/experiments.md, docs/training.md).
     The models must share architecture and STFT; the result keeps the training history of the
     source with the longest one, records the sources, and drops any mask calibration (the
     average needs its own)."""

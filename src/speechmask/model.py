@@ -36,7 +36,8 @@ class ModelConfig:
     """Architecture of :class:`MaskNet`. Stored in every checkpoint."""
 
     # Recurrent cell: "gru" or "lstm" (the baseline's). GRU by default: 3 gates instead of 4 (25 %
-    # fewer MACs) and +0.54 dB valid SNR over the LSTM at equal budget (docs/experiments.md).
+    # fewer MACs), and it scored higher at equal budget ("One factor at a time" in
+    # docs/experiments.md).
     cell: str = "gru"
     # Hidden units per recurrent layer; 384 ~ 2.2 M parameters with 2 layers on 257 bins.
     hidden: int = 384
@@ -52,9 +53,9 @@ class ModelConfig:
     power: float = 0.3
     # The mask is sigmoid(...) ** mask_exponent, in (0, 4]. 1 while a model is first trained;
     # `speechmask calibrate` can fit it afterwards on held-out pairs: the BCE term pulls the mask
-    # toward the IRM, milder than what maximises SNR (+0.11 dB at 1.3 on the valid split, but
-    # -0.03 dB on the test split's unseen noises, so the shipped model keeps 1). Pointwise, so
-    # offline, streaming and ONNX all apply it alike.
+    # toward the IRM, milder than what maximises SNR on seen noise, but an exponent fitted there
+    # does not carry to unseen noise (docs/experiments.md), so the shipped model keeps 1.
+    # Pointwise, so offline, streaming and ONNX all apply it alike.
     mask_exponent: float = 1.0
     # Future frames the mask of a frame may depend on, 0-4. Each adds one hop (16 ms at 16 kHz)
     # of latency to streaming and (k+1) x n_freqs inputs to the first layer. 0 = strictly causal

@@ -70,9 +70,9 @@ class TrainConfig:
     # Weight of the -SNR/10 (or -(SNR+SI-SDR)/20) term (dB/10 is on the scale of BCE values,
     # ~0.1-1).
     snr_weight: float = 1.0
-    # Examples per optimiser step. 16 x 2 s: on CPU the LSTM costs the same per frame at any
-    # batch, so small batches give more updates per minute (batch 32 x 3 s reached 8.4 dB valid
-    # SNR after 4 epochs = 500 steps and was dropped for this).
+    # Examples per optimiser step. 16 x 2 s: on CPU a recurrent layer costs the same per frame
+    # at any batch, so small batches give more updates per minute ("Batch size on CPU" in
+    # docs/experiments.md).
     # This is the global batch: with N training processes each takes about batch_size / N of
     # every batch (see distributed.shard_batches), so steps per epoch, the schedule and the
     # gradients (up to rounding and dropout) match a single-process run of the same config.
@@ -95,9 +95,9 @@ class TrainConfig:
     # Corpus noise types kept out of training (labels as in `speechmask evaluate`'s by-noise
     # table, e.g. ("wind", "exercise_bike", "rooster")); the valid set then draws its noise from
     # these types only, so best.pt is chosen on noise the model never heard, as the test set's
-    # four unseen types are. The valid split's noise types are the training ones: selection on
-    # it missed a 0.2 dB loss on unseen noise at 10 dB input (docs/experiments.md). () = train
-    # on every type and validate on every type.
+    # four unseen types are. The valid split's noise types are the training ones, so selecting
+    # on it can miss a loss on unseen noise (docs/experiments.md). () = train on every type and
+    # validate on every type.
     holdout_noise: tuple[str, ...] = ()
     # Validation figure that picks best.pt and drives early stopping: "valid_snr_db" (mean
     # output SNR over the noisy validation pairs, the project's figure) or "valid_si_sdr_db"
