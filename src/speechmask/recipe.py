@@ -40,6 +40,7 @@ from . import checkpoint as ckpt
 from .atomic import write_text_atomic
 from .config import ConfigError, from_dict, merge
 from .train import TrainConfig, adopt_architecture
+from .trainsetup import load_init
 
 log = logging.getLogger(__name__)
 
@@ -235,10 +236,10 @@ def run_recipe(
         init_model = init_history = None
         resume = state == "interrupted"
         if not resume and previous is not None:
-            model, _, payload = ckpt.load_model(previous)
-            cfg = adopt_architecture(cfg, model.cfg,
+            # As `train --init` does: the same checks, the architecture of the weights.
+            init_model, init_history = load_init(previous)
+            cfg = adopt_architecture(cfg, init_model.cfg,
                                      "lookahead" in stage.settings.get("model", {}))
-            init_model, init_history = model, ckpt.training_stages(payload)
         log.info("stage %d/%d %s: %s%s", i + 1, len(recipe.stages), stage.name,
                  "resuming" if resume else "training",
                  f" from {previous}" if init_model is not None else "")
