@@ -367,11 +367,13 @@ def test_speechmask_systems_with_a_tiny_model(tiny_model_path, tiny_pairs):
 
     model, stft_cfg, _ = load_model(tiny_model_path)
     onnx_path = export_onnx(model, stft_cfg, tiny_model_path.parent / "tiny.onnx")
-    (onnx_system,) = sy.build_systems(("speechmask_onnx_stream",), onnx_path)
-    np.testing.assert_allclose(onnx_system.process(p.noisy), systems[0].process(p.noisy),
-                               atol=1e-4)
-    info = onnx_system.info()
-    assert info["latency_ms"] == 32.0 and info["param_count"] == model.parameter_count()
+    onnx_file, onnx_stream = sy.build_systems(("speechmask_onnx", "speechmask_onnx_stream"),
+                                              onnx_path)
+    for system in (onnx_file, onnx_stream):
+        np.testing.assert_allclose(system.process(p.noisy), systems[0].process(p.noisy),
+                                   atol=1e-4)
+        assert system.info()["param_count"] == model.parameter_count()
+    assert onnx_stream.info()["latency_ms"] == 32.0
     missing = sy.SpeechmaskOffline(tiny_model_path.parent / "nope.pt")
     assert not missing.available() and missing.status().startswith("model missing:")
 

@@ -6,8 +6,9 @@
                                [--merge EARLIER/peers.json]
     python -m benchmarks.peers --from-json RUN/peers.json [--json FILE]
 
-Systems (``--systems`` keys): noisy, oracle_ibm, oracle_irm, speechmask, speechmask_stream
-(torch, frame by frame), speechmask_onnx_stream (the ONNX export with onnxruntime, frame by
+Systems (``--systems`` keys): noisy, oracle_ibm, oracle_irm, speechmask (torch, whole file),
+speechmask_onnx (the ONNX export with onnxruntime, whole file: the default of ``speechmask
+enhance``), speechmask_stream (torch, frame by frame), speechmask_onnx_stream (ONNX, frame by
 frame), rnnoise, deepfilternet3 (df.enhance on the whole file, as its authors run it),
 deepfilternet3_stream (its real-time libDF runtime), speex, webrtc, noisereduce. ``--merge`` adds
 this run's systems to an earlier report on the same pairs; ``--from-json`` prints the tables of an

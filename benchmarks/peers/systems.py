@@ -273,14 +273,9 @@ class SpeechmaskStreaming(_Speechmask):
         return fit_length(self._load().enhance(audio, chunk=160), len(audio))
 
 
-class SpeechmaskOnnxStreaming(_Speechmask):
-    """The same model exported to ONNX, run by onnxruntime frame by frame
-    (:class:`~speechmask.onnx_backend.OnnxStreamingEnhancer`, 10 ms chunks, latency removed):
-    what ``speechmask stream`` runs and what an install without torch runs."""
-
-    key, name = "speechmask_onnx_stream", "speechmask streaming (ONNX)"
-    latency_ms = 32.0
-    notes = "OnnxStreamingEnhancer.enhance, 10 ms chunks, output latency-compensated"
+class _SpeechmaskOnnx(_Speechmask):
+    """The same model exported to ONNX and run by onnxruntime on one thread (the ``.onnx``
+    given as the model, or the shipped ``model.onnx``): what an install without torch runs."""
 
     def __init__(self, model_path: str | Path | None = None) -> None:
         from speechmask.onnx_backend import default_onnx_path
@@ -289,19 +284,53 @@ class SpeechmaskOnnxStreaming(_Speechmask):
         self.model_path = Path(given) if given.lower().endswith(".onnx") else default_onnx_path()
         self._impl = None
 
+    def _enhancer(self) -> Any:
+        raise NotImplementedError
+
     def _load(self) -> Any:
         if self._impl is None:
             import onnx
 
-            from speechmask.onnx_backend import OnnxStreamingEnhancer
-
-            self._impl = OnnxStreamingEnhancer.load(self.model_path, threads=1)
+            self._impl = self._enhancer()
             graph = onnx.load(str(self.model_path)).graph
             # Weights only: the feature normalisation statistics are buffers, not parameters.
             self.param_count = int(sum(np.prod(i.dims) for i in graph.initializer
                                        if "feat_" not in i.name))
-            self.latency_ms = float(self._impl.latency_ms)
         return self._impl
+
+
+class SpeechmaskOnnx(_SpeechmaskOnnx):
+    """:class:`~speechmask.onnx_backend.OnnxEnhancer` on the whole file: what ``speechmask
+    enhance`` runs by default (its ``--backend auto`` takes onnxruntime for the shipped model)."""
+
+    key, name = "speechmask_onnx", "speechmask (ONNX)"
+    latency_ms = None
+    notes = "OnnxEnhancer.load(threads=1) on the whole file: the default of `speechmask enhance`"
+
+    def _enhancer(self) -> Any:
+        from speechmask.onnx_backend import OnnxEnhancer
+
+        return OnnxEnhancer.load(self.model_path, threads=1)
+
+    def process(self, audio_16k: np.ndarray) -> np.ndarray:
+        audio = np.asarray(audio_16k, dtype=np.float32).reshape(-1)
+        return fit_length(self._load()(audio, MODEL_RATE), len(audio))
+
+
+class SpeechmaskOnnxStreaming(_SpeechmaskOnnx):
+    """:class:`~speechmask.onnx_backend.OnnxStreamingEnhancer` frame by frame (10 ms chunks,
+    latency removed): what ``speechmask stream`` runs."""
+
+    key, name = "speechmask_onnx_stream", "speechmask streaming (ONNX)"
+    latency_ms = 32.0
+    notes = "OnnxStreamingEnhancer.enhance, 10 ms chunks, output latency-compensated"
+
+    def _enhancer(self) -> Any:
+        from speechmask.onnx_backend import OnnxStreamingEnhancer
+
+        enhancer = OnnxStreamingEnhancer.load(self.model_path, threads=1)
+        self.latency_ms = float(enhancer.latency_ms)
+        return enhancer
 
     def info(self) -> dict:
         out = super().info()
@@ -653,8 +682,8 @@ class NoiseReduce(System):
 
 PEERS: tuple[type[System], ...] = (RNNoise, DeepFilterNet3, DeepFilterNet3Stream, SpeexNS,
                                    WebRTCNS, NoiseReduce)
-ALL_KEYS = ("noisy", "oracle_ibm", "oracle_irm", "speechmask", "speechmask_stream",
-            "speechmask_onnx_stream", *(cls.key for cls in PEERS))
+ALL_KEYS = ("noisy", "oracle_ibm", "oracle_irm", "speechmask", "speechmask_onnx",
+            "speechmask_stream", "speechmask_onnx_stream", *(cls.key for cls in PEERS))
 
 
 def build_systems(keys: tuple[str, ...] | list[str] | None = None,
@@ -671,6 +700,7 @@ def build_systems(keys: tuple[str, ...] | list[str] | None = None,
         "oracle_irm": lambda: OracleMask("irm"),
         "speechmask": lambda: SpeechmaskOffline(model_path),
         "speechmask_stream": lambda: SpeechmaskStreaming(model_path),
+        "speechmask_onnx": lambda: SpeechmaskOnnx(model_path),
         "speechmask_onnx_stream": lambda: SpeechmaskOnnxStreaming(model_path),
         **{cls.key: cls for cls in PEERS},
     }
