@@ -2,7 +2,7 @@
 
     python -m benchmarks.interpolate --start recipes/init/vcc2016.pt \
         --mid src/speechmask/pretrained/default/model.pt --weights 0.3,0.4,0.5,0.6,1.0 \
-        [--extra runs/polish/best.pt ...] [--recipe recipes/default.toml]
+        [--extra runs/polish/best.pt ...] [--recipe recipes/default.toml] [--save DIR]
 
 The shipped model is the mean of its recipe's starting weights and the broad stage, so the
 broad stage itself is ``2 * mid - start`` and any other share ``w`` of it is
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,6 +45,9 @@ def main() -> None:
     parser.add_argument("--extra", nargs="*", default=[], help="other checkpoints to score")
     parser.add_argument("--recipe", default="recipes/default.toml",
                         help="whose valid set: the speech/noise sources of its first stage")
+    parser.add_argument("--save", default=None, metavar="DIR",
+                        help="also write each share's model as DIR/share_W.pt (e.g. --weights "
+                        "1.0 rebuilds the far stage to train on from)")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -56,6 +60,10 @@ def main() -> None:
         model, _, _ = ckpt.load_model(args.mid)
         model.load_state_dict(line_state(start, mid["state_dict"], share))
         models[f"share {share:.2f}"] = model.eval()
+        if args.save:
+            payload = {k: v for k, v in mid.items() if k not in ("format", "version")}
+            payload["state_dict"] = line_state(start, mid["state_dict"], share)
+            ckpt.save(Path(args.save) / f"share_{share:.2f}.pt", payload)
     for path in args.extra:
         models[path] = ckpt.load_model(path)[0].eval()
 
