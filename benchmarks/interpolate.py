@@ -16,6 +16,7 @@ with its standard error over files (docs/experiments.md).
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 from pathlib import Path
 
@@ -57,13 +58,13 @@ def main() -> None:
     mid_model, stft_cfg, mid = ckpt.load_model(args.mid)
     models: dict[str, torch.nn.Module] = {}
     for share in (float(w) for w in args.weights.split(",")):
-        model, _, _ = ckpt.load_model(args.mid)
-        model.load_state_dict(line_state(start, mid["state_dict"], share))
+        state = line_state(start, mid["state_dict"], share)
+        model = copy.deepcopy(mid_model)
+        model.load_state_dict(state)
         models[f"share {share:.2f}"] = model.eval()
         if args.save:
             payload = {k: v for k, v in mid.items() if k not in ("format", "version")}
-            payload["state_dict"] = line_state(start, mid["state_dict"], share)
-            ckpt.save(Path(args.save) / f"share_{share:.2f}.pt", payload)
+            ckpt.save(Path(args.save) / f"share_{share:.2f}.pt", {**payload, "state_dict": state})
     for path in args.extra:
         models[path] = ckpt.load_model(path)[0].eval()
 

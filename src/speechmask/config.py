@@ -133,6 +133,23 @@ def read_toml(path: str | os.PathLike) -> dict:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
 
 
+def nest(dotted: Mapping[str, Any], where: str = "", into: dict | None = None) -> dict:
+    """``{"mix.snr_low_db": -10, "lr": 1e-3}`` -> ``{"mix": {"snr_low_db": -10}, "lr": 1e-3}``,
+    set into ``into`` when given (a later key replaces an earlier one). ``where`` names the
+    settings in the error raised when a key is set both as a value and as a table."""
+    out: dict = {} if into is None else into
+    for key, value in dotted.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{where or repr(key)}: {part} is set twice, as a value and "
+                                  "a table")
+        node[parts[-1]] = value
+    return out
+
+
 def parse_overrides(items: Iterable[str]) -> dict:
     """``["mix.snr_low_db=-10", "model.cell='gru'", "mix.speech_sources={vcc2016=1}"]`` ->
     nested dict. Values are TOML values; a bare word that is not one is taken as a string
@@ -147,13 +164,7 @@ def parse_overrides(items: Iterable[str]) -> dict:
             value = tomllib.loads(f"v = {text.strip()}")["v"]
         except tomllib.TOMLDecodeError:
             value = text.strip()
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {part} is set twice, as a value and a table")
-        node[parts[-1]] = value
+        nest({key: value}, f"--set {item!r}", into=out)
     return out
 
 

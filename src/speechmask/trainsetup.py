@@ -38,13 +38,10 @@ def explicit_settings(config: str | os.PathLike | None = None,
     then ``shorthands`` (dotted key -> value, e.g. ``{"model.hidden": 64}``), the SNR range,
     the held-out noise types and ``augment=False`` (every augmentation off), then each
     ``overrides`` ``KEY=VALUE`` (a TOML value)."""
-    from .config import merge, parse_overrides, read_toml
+    from .config import merge, nest, parse_overrides, read_toml
 
     settings = read_toml(config) if config else {}
-    # Through parse_overrides, as --set would write them: dotted keys become nested tables.
-    flags = [f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}"
-             for key, value in (shorthands or {}).items()]
-    settings = merge(settings, parse_overrides(flags))
+    settings = merge(settings, nest(shorthands or {}))
     if snr_range is not None:
         settings = merge(settings, {"mix": {"snr_low_db": snr_range[0],
                                             "snr_high_db": snr_range[1]}})
