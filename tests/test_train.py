@@ -24,6 +24,7 @@ from speechmask.train import (
     make_optimizer,
     record_epoch,
     restore,
+    spectral_power_loss,
     spectral_si_sdr_db,
     spectral_snr_db,
     start_run,
@@ -104,7 +105,8 @@ def test_resume_from_corrupt_checkpoint(tmp_path, toy):
 
 
 @pytest.mark.parametrize("bad", [dict(target="cirm"), dict(loss="mse"), dict(batch_size=0),
-                                 dict(epochs=0), dict(lr=0.0), dict(patience=-1)])
+                                 dict(epochs=0), dict(lr=0.0), dict(patience=-1),
+                                 dict(spec_weight=-1.0), dict(spec_weight=float("nan"))])
 def test_config_rejects_impossible_values(bad):
     with pytest.raises(ValueError):
         _cfg(**bad)
@@ -126,6 +128,37 @@ def test_spectral_snr_and_loss():
     mask = torch.ones(2, 5, 257)
     loss = compute_loss(cfg, mask, mask, ref, ref)
     assert loss < -7.0  # -SNR/10 of a perfect estimate
+
+
+@pytest.mark.parametrize("level", [1e-3, 1.0, 30.0])
+def test_spectral_power_loss_is_zero_when_perfect_and_level_free(level):
+    gen = torch.Generator().manual_seed(1)
+    ref = torch.randn(3, 6, 257, dtype=torch.complex64, generator=gen)
+    noise = torch.randn(3, 6, 257, dtype=torch.complex64, generator=gen)
+    assert spectral_power_loss(level * ref, level * ref) == pytest.approx(0.0, abs=1e-6)
+    # All-zero output: the magnitude and complex errors are each the reference's mean power.
+    assert spectral_power_loss(0 * ref, level * ref) == pytest.approx(1.0, abs=1e-2)
+    # The same relative error at every level (the mixtures span 54 dB).
+    noisy = spectral_power_loss(level * (ref + 0.3 * noise), level * ref)
+    same_at_one = float(spectral_power_loss(ref + 0.3 * noise, ref))
+    assert float(noisy) == pytest.approx(same_at_one, rel=1e-4)
+    # A wrong phase costs through the complex part only.
+    flipped = spectral_power_loss(-level * ref, level * ref)
+    assert 0.0 < flipped < 1.0
+
+
+def test_spec_weight_adds_the_compressed_term_and_its_gradient():
+    gen = torch.Generator().manual_seed(2)
+    ref = torch.randn(2, 5, 257, dtype=torch.complex64, generator=gen)
+    noisy = ref + torch.randn(2, 5, 257, dtype=torch.complex64, generator=gen)
+    mask = torch.full((2, 5, 257), 0.5, requires_grad=True)
+    target = torch.full((2, 5, 257), 0.7)
+    plain = compute_loss(_cfg(loss="bce+snr+sisdr"), mask, target, noisy, ref)
+    weighted = compute_loss(_cfg(loss="bce+snr+sisdr", spec_weight=2.0), mask, target, noisy, ref)
+    extra = 2.0 * spectral_power_loss(mask * noisy, ref)
+    assert float(weighted) == pytest.approx(float(plain + extra), rel=1e-6)
+    weighted.backward()
+    assert mask.grad is not None and torch.isfinite(mask.grad).all() and mask.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("gain", [0.25, 0.5, 2.0])

@@ -96,7 +96,8 @@ def _base_config(payload: dict) -> TrainConfig:
         try:
             return config_from_dict(stored)
         except (KeyError, TypeError, ValueError):
-            keep = {k: stored[k] for k in ("target", "loss", "snr_weight") if k in stored}
+            keep = {k: stored[k] for k in ("target", "loss", "snr_weight", "spec_weight")
+                    if k in stored}
             try:
                 return TrainConfig(**keep)
             except (TypeError, ValueError):

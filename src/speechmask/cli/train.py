@@ -17,7 +17,8 @@ TRAIN_FLAGS = {
     "cell": "model.cell", "hidden": "model.hidden", "layers": "model.layers",
     "dropout": "model.dropout", "compression": "model.compression",
     "lookahead": "model.lookahead", "target": "target", "loss": "loss",
-    "snr_weight": "snr_weight", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr",
+    "snr_weight": "snr_weight", "spec_weight": "spec_weight", "epochs": "epochs",
+    "batch_size": "batch_size", "lr": "lr",
     "patience": "patience", "valid_count": "valid_count", "seed": "seed", "threads": "threads",
     "device": "device", "examples_per_epoch": "mix.examples_per_epoch",
     "crop_seconds": "mix.crop_seconds", "select": "select_metric",
@@ -66,6 +67,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--loss", choices=LOSSES, default=None, help=f"default {tdef.loss}")
     tr.add_argument("--snr-weight", type=float, default=None,
                     help=f"default {tdef.snr_weight}")
+    tr.add_argument("--spec-weight", type=float, default=None,
+                    help="weight of the power-law compressed spectrum term added to the loss "
+                         f"(default {tdef.spec_weight}: none)")
     tr.add_argument("--epochs", type=int, default=None,
                     help=f"epochs (default {tdef.epochs}; with --resume, extends the run)")
     tr.add_argument("--examples-per-epoch", type=int, default=None,
