@@ -1,0 +1,49 @@
+"""benchmarks.compare: the mask rules it scores and its system syntax."""
+
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks.compare import apply_rule, parse_system, running_snr_db
+
+
+@pytest.mark.parametrize("snr_db", [-5.0, 0.0, 20.0])
+def test_running_snr_converges_to_the_kept_to_removed_power_ratio(snr_db):
+    power = np.ones((400, 257))
+    keep = 1 / (1 + 10 ** (-snr_db / 20))  # (M / (1 - M))^2 = 10^(snr / 10)
+    mask = np.full((400, 257), keep)
+    est = running_snr_db(power, mask, frames_per_s=62.5, tau_s=1.0)
+    assert est[-1] == pytest.approx(snr_db, abs=1e-3)
+    assert est[0] == pytest.approx(snr_db, abs=1e-3)  # the ratio, not the level, from frame 0
+
+
+def test_adaptive_limit_follows_the_estimated_snr():
+    frames = 300
+    power = np.ones((frames, 257))
+    mask = np.full((frames, 257), 0.01)
+    mask[:, :20] = 1.0  # a few loud kept bins: estimated SNR about -9 dB, then the limit is 100
+    low = apply_rule(mask, np.sqrt(power), "adaptive", (30.0, 3.0, 1.0), 62.5)
+    assert np.allclose(low, mask)
+    mask[:, :200] = 1.0  # mostly kept: estimated SNR about 14 dB, limit 30 - 14 = 16 dB
+    high = apply_rule(mask, np.sqrt(power), "adaptive", (30.0, 3.0, 1.0), 62.5)
+    snr = 10 * math.log10((200 + 57 * 1e-4) / (57 * 0.99 ** 2))
+    assert high[-1, -1] == pytest.approx(10 ** (-(30 - snr) / 20), rel=1e-3)
+    assert np.all(high >= mask)
+
+
+def test_atten_rule_is_a_floor():
+    mask = np.array([[0.0, 0.05, 0.5, 1.0]])
+    out = apply_rule(mask, np.ones_like(mask), "atten", (20.0,), 62.5)
+    assert np.allclose(out, [[0.1, 0.1, 0.5, 1.0]])
+
+
+@pytest.mark.parametrize("bad", ["m.pt@atten", "m.pt@adaptive=1,2", "m.pt@floor=3"])
+def test_bad_rules_are_refused(bad):
+    with pytest.raises(SystemExit):
+        parse_system(bad)
+
+
+def test_default_is_the_shipped_model():
+    path, rule, values = parse_system("default@atten=12")
+    assert path.endswith("model.pt") and rule == "atten" and values == (12.0,)
