@@ -259,7 +259,7 @@ def test_data_import_then_train_on_it(capsys, tmp_path, speech_like):
                             "--examples-per-epoch", "8", "--batch-size", "4",
                             "--crop-seconds", "0.5")
     assert code == 0, err
-    assert (tmp_path / "run" / "best.pt").is_file() and "best valid SNR" in stdout
+    assert (tmp_path / "run" / "best.pt").is_file() and "(by valid SNR): valid SNR" in stdout
     # Extend the finished run by one epoch with --resume; the log keeps epoch 1.
     code, stdout, err = run(capsys, "train", "--data", out, "--out", tmp_path / "run",
                             "--resume", "--epochs", "2", "--patience", "0", "--threads", "1")

@@ -476,7 +476,8 @@ def restore(run: Run, model: MaskNet, opt: torch.optim.Optimizer) -> RunState:
     except (KeyError, ValueError, RuntimeError, TypeError) as err:
         raise ckpt.CheckpointError(f"{path}: cannot resume from it ({err})") from None
     if run.dist.is_main:
-        log.info("resuming after epoch %d (best valid SNR %.2f dB)", state.epoch, state.best)
+        log.info("resuming after epoch %d (best %s %.2f dB)", state.epoch,
+                 run.cfg.select_metric, state.best)
     return state
 
 

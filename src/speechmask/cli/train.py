@@ -224,7 +224,9 @@ def run(args: argparse.Namespace) -> int:
         distributed.cleanup(ctx)
     if ctx.is_main:
         best = result["best"]
+        chosen_by = {"valid_snr_db": "SNR", "valid_si_sdr_db": "SI-SDR"}[cfg.select_metric]
         print(f"trained {result['epochs']} epochs in {result['seconds'] / 60:.1f} min; best "
-              f"valid SNR {best['valid_snr_db']:.2f} dB at epoch {best['epoch']}; model: "
+              f"epoch {best['epoch']} (by valid {chosen_by}): valid SNR "
+              f"{best['valid_snr_db']:.2f} dB, SI-SDR {best['valid_si_sdr_db']:.2f} dB; model: "
               f"{out / 'best.pt'}")
     return EXIT_OK
