@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from .atomic import new_file_mode
+from .atomic import temp_beside
 from .media import MEDIA_EXTENSIONS, AtomicM4aWriter, MediaError, MediaReader
 
 log = logging.getLogger(__name__)
@@ -248,15 +247,11 @@ class AtomicAudioWriter:
         self.peak = 0.0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part",
-                                       dir=self.path.parent)
+            fd, self.tmp = temp_beside(self.path)
         except OSError as err:
             raise AudioError(self.path, f"cannot write here ({err.strerror or err})") from None
-        self.tmp = Path(tmp)
         try:
             self._raw = os.fdopen(fd, "wb")
-            # mkstemp creates the file 0600; give the output the mode a plain open() would.
-            os.fchmod(self._raw.fileno(), new_file_mode())
             self._sf = sf.SoundFile(self._raw, "w", rate, channels, subtype, format=fmt)
         except (OSError, sf.LibsndfileError, RuntimeError, ValueError) as err:
             self.tmp.unlink(missing_ok=True)
@@ -317,7 +312,7 @@ def write_audio(
     path: str | os.PathLike, audio: np.ndarray, rate: int, *, overwrite: bool = True
 ) -> Path:
     """Write ``audio: [samples]`` or ``[channels, samples]`` as 16-bit WAV/FLAC (or what the
-    extension says), atomically (see :class:`AtomicAudioWriter`). Samples are clipped to
+    extension says; AAC for ``.m4a``), atomically (see :func:`open_writer`). Samples are clipped to
     [-1, 1]. Raises :class:`AudioError` when the file cannot be written.
     """
     path = Path(path)
@@ -328,7 +323,7 @@ def write_audio(
         raise AudioError(path, f"nothing to write (audio shape {tuple(audio.shape)})")
     if not np.all(np.isfinite(audio)):
         raise AudioError(path, "refusing to write NaN or infinite samples")
-    with AtomicAudioWriter(path, rate, audio.shape[0], overwrite) as writer:
+    with open_writer(path, rate, audio.shape[0], overwrite) as writer:
         writer.write(audio)
         return writer.commit()
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import fsync_path, temp_beside
 from .errors import first_line
 
 # Extensions read with PyAV (libsndfile reads none of them).
@@ -112,22 +113,15 @@ class AtomicM4aWriter:
         if not have_pyav():
             raise MediaError("writing .m4a needs PyAV: pip install 'speechmask[media]' (or "
                              "write .wav/.flac/.ogg/.mp3)")
-        import tempfile
-
         import av
-
-        from .atomic import new_file_mode
 
         self.path, self.channels, self.frames = Path(path), channels, 0
         self.clipped, self.peak = 0, 0.0
         if channels > 2:
             raise MediaError(f"{channels} channels: .m4a here takes mono or stereo; write "
                              ".wav or .flac")
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part",
-                                   dir=self.path.parent)
-        os.close(fd)
-        os.chmod(tmp, new_file_mode())
-        self.tmp = Path(tmp)
+        fd, self.tmp = temp_beside(self.path)
+        os.close(fd)  # PyAV opens the file by name
         try:
             self._container = av.open(str(self.tmp), "w", format="ipod")
             self._stream = self._container.add_stream("aac", rate=rate)
@@ -158,6 +152,7 @@ class AtomicM4aWriter:
     def commit(self) -> Path:
         self._mux(None)
         self._container.close()
+        fsync_path(self.tmp)
         os.replace(self.tmp, self.path)
         return self.path
 
