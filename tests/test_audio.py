@@ -392,7 +392,7 @@ def test_write_overwrite_false_on_new_file_writes(tmp_path):
     assert read_audio(target)[0].shape == (1, 500)
 
 
-@pytest.mark.parametrize("name", ["x.m4a", "x.txt", "x", "x.wav.bak"])
+@pytest.mark.parametrize("name", ["x.txt", "x", "x.wav.bak", "x.m4a.part"])
 def test_write_refuses_unknown_extension(tmp_path, name):
     target = tmp_path / name
     with pytest.raises(AudioError) as info:
