@@ -102,6 +102,18 @@ def test_chunks_carrying_state_equal_one_call(exported, seed):
         assert np.allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+def test_run_without_checks_equals_call(exported):
+    """OnnxMaskModel.run (a stream's per-hop call) is __call__ without the input checks."""
+    model, onnx_model, _ = exported
+    rng = np.random.default_rng(7)
+    mag = (rng.random((1, 1, 257)) * 3.0).astype(np.float32)
+    state = _random_state(model, 1, rng)
+    want_mask, want_state = onnx_model(mag, state)
+    mask, new_state = onnx_model.run(mag, state)
+    assert np.array_equal(mask, want_mask)
+    assert all(np.array_equal(a, b) for a, b in zip(new_state, want_state, strict=True))
+
+
 def test_power_compression_and_other_geometry(tmp_path):
     model = _tiny("gru", n_freqs=129, compression="power")
     cfg = StftConfig(n_fft=256, hop=100)

@@ -7,6 +7,7 @@ import torch
 from speechmask.enhance import Enhancer
 from speechmask.features import StftConfig
 from speechmask.model import MaskNet, ModelConfig
+from speechmask.pipeline import FrameStream
 from speechmask.streaming import StreamingEnhancer
 
 
@@ -43,6 +44,38 @@ def test_streaming_equals_offline_on_random_chunkings(model, n, seed):
     total = np.concatenate([*pieces, tail])
     assert np.all(total[: min(stream.latency, n)] == 0)
     assert np.allclose(total[stream.latency :], offline, atol=1e-5)
+
+
+class _ToyStream(FrameStream):
+    """A FrameStream with a stateful numpy "network" that is exactly frame-wise (a running
+    mean of the magnitudes k frames late), so one frame per call and many frames per call must
+    give bit-identical output: the per-hop shortcuts of FrameStream change nothing."""
+
+    def _reset_state(self) -> None:
+        self.run = None
+        self.history: list[np.ndarray] = []
+
+    def _network(self, mag: np.ndarray) -> np.ndarray:
+        masks = []
+        for row in mag:
+            self.run = row if self.run is None else np.float32(0.9) * self.run + row / 10
+            self.history.append(self.run / (self.run + np.float32(1.0)))
+            k = self.lookahead
+            masks.append(self.history[-1 - k] if len(self.history) > k else np.ones_like(row))
+        return np.stack(masks).astype(np.float32)
+
+
+@pytest.mark.parametrize("lookahead", [0, 1, 2])
+@pytest.mark.parametrize("rate", [16000, 48000])
+def test_one_frame_per_call_equals_many_frames_per_call(lookahead, rate):
+    audio = (np.random.default_rng(lookahead).standard_normal(rate // 2) * 0.1).astype(np.float32)
+    stream = _ToyStream(StftConfig(), 0.8, None, lookahead, rate)
+    hop = stream.cfg.hop
+    per_hop = stream.enhance(audio, chunk=hop)  # exactly one frame per call
+    assert stream._frames_done == len(audio) // hop + 1 + lookahead
+    ten_ms = stream.enhance(audio, chunk=rate // 100)  # what `speechmask stream` feeds
+    whole = stream.enhance(audio, chunk=len(audio))  # all frames in one call
+    assert np.array_equal(per_hop, whole) and np.array_equal(ten_ms, whole)
 
 
 @pytest.mark.parametrize("lookahead", [0, 1, 2])
