@@ -3,6 +3,7 @@
     python -m benchmarks.interpolate --start recipes/init/vcc2016.pt \
         --mid src/speechmask/pretrained/default/model.pt --weights 0.3,0.4,0.5,0.6,1.0 \
         [--extra runs/polish/best.pt ...] [--recipe recipes/default.toml] [--save DIR]
+        [--only rnn.weight_ih_l0,rnn.weight_hh_l0,...]
 
 The shipped model is the mean of its recipe's starting weights and the broad stage, so the
 broad stage itself is ``2 * mid - start`` and any other share ``w`` of it is
@@ -10,7 +11,9 @@ broad stage itself is ``2 * mid - start`` and any other share ``w`` of it is
 at w = 1, far below the differences measured). Every model is scored on the validation pairs a
 training run of the recipe selects on (corpus valid + held-out speakers, and the clean held-out
 speech as its own row); the table gives per-model means and the paired difference to ``mid``
-with its standard error over files (docs/experiments.md).
+with its standard error over files (docs/experiments.md). ``--only`` moves the named weights
+along the line and keeps every other one at ``mid`` (one layer of the far end in the shipped
+model: ``--weights 1.0 --only rnn.weight_ih_l0,rnn.weight_hh_l0,rnn.bias_ih_l0,rnn.bias_hh_l0``).
 """
 
 from __future__ import annotations
@@ -30,11 +33,16 @@ from speechmask.recipe import load_recipe
 from speechmask.sources import training_data
 
 
-def line_state(start: dict, mid: dict, share: float) -> dict:
+def line_state(start: dict, mid: dict, share: float, only: set[str] | None = None) -> dict:
     """Weights at ``share`` of the way from ``start`` (0) to the far end ``2 * mid - start``
-    (1); floating-point tensors only, the rest taken from ``mid``."""
+    (1); floating-point tensors only (and only those named in ``only``, when given), the rest
+    taken from ``mid``."""
+    unknown = (only or set()) - set(mid)
+    if unknown:
+        raise SystemExit(f"--only: no such weights {sorted(unknown)}; the model has {list(mid)}")
     return {k: start[k].float() + 2 * share * (v.float() - start[k].float())
-            if v.is_floating_point() else v for k, v in mid.items()}
+            if v.is_floating_point() and (only is None or k in only) else v
+            for k, v in mid.items()}
 
 
 def main() -> None:
@@ -49,7 +57,10 @@ def main() -> None:
     parser.add_argument("--save", default=None, metavar="DIR",
                         help="also write each share's model as DIR/share_W.pt (e.g. --weights "
                         "1.0 rebuilds the far stage to train on from)")
+    parser.add_argument("--only", default=None,
+                        help="comma list of weight names to move; the others stay at --mid")
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else None
     torch.set_num_threads(1)
 
     mix = load_recipe(args.recipe).stages[0].config.mix
@@ -58,7 +69,7 @@ def main() -> None:
     mid_model, stft_cfg, mid = ckpt.load_model(args.mid)
     models: dict[str, torch.nn.Module] = {}
     for share in (float(w) for w in args.weights.split(",")):
-        state = line_state(start, mid["state_dict"], share)
+        state = line_state(start, mid["state_dict"], share, only)
         model = copy.deepcopy(mid_model)
         model.load_state_dict(state)
         models[f"share {share:.2f}"] = model.eval()
