@@ -99,6 +99,26 @@ def test_clean_share_has_no_noise_and_levels_follow_the_range():
     assert min(peaks) >= -40.01 and max(peaks) <= -19.99
 
 
+@pytest.mark.parametrize("room", [0.0, 0.5, 1.0])
+def test_mixtures_record_their_snr_room_and_clean_share(room):
+    ds = _dataset(clean_fraction=0.3, snr_low_db=-5.0, snr_high_db=10.0,
+                  augment={"room": room, "eq": 0.0})
+    items = [ds.draw(i) for i in range(30)]
+    for m in items:
+        if not np.any(m.noise):
+            assert m.snr_db == float("inf")
+        else:
+            assert -5.0 <= m.snr_db <= 10.0
+    rooms = [m.room for m in items]
+    assert (not any(rooms)) if room == 0.0 else all(rooms) if room == 1.0 else 0 < sum(rooms) < 30
+    # The batch sees them as scalars next to the mask.
+    item = ds[0]
+    assert item["snr_db"].shape == () and item["room"].dtype == torch.bool
+    assert float(item["snr_db"]) == pytest.approx(items[0].snr_db)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
+    assert batch["snr_db"].shape == (4,) and batch["room"].shape == (4,)
+
+
 def test_sources_weights_choose_the_speech():
     ds = _dataset(speech_sources={"a": 0.0, "b": 1.0}, noise_sources={"n": 1.0})
     rng = np.random.default_rng(0)

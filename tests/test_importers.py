@@ -126,6 +126,10 @@ def _check_pair_items(ds):
     assert np.allclose(item["noise"].numpy(), (item["noisy"] - item["clean"]).numpy(), atol=1e-6)
     again = ds[0]
     assert all(np.array_equal(item[k].numpy(), again[k].numpy()) for k in item)
+    # The pair's SNR, measured on the crop, rides along for the loss.
+    noise_energy = float((item["noise"].double() ** 2).sum())
+    want = 10 * np.log10(float((item["clean"].double() ** 2).sum()) / noise_energy)
+    assert float(item["snr_db"]) == pytest.approx(want, abs=1e-3) and not item["room"]
     ds.set_epoch(1)
     assert not np.array_equal(ds[0]["noisy"].numpy(), item["noisy"].numpy())
     ds.set_epoch(0)

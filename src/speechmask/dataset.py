@@ -170,7 +170,8 @@ class MixtureDataset(torch.utils.data.Dataset):
         peak = float(np.max(np.abs(clean + noise)))
         if peak > 0.99:
             clean, noise = clean * (0.99 / peak), noise * (0.99 / peak)
-        return Mixture(clean.astype(np.float32), noise.astype(np.float32))
+        return Mixture(clean.astype(np.float32), noise.astype(np.float32),
+                       float("inf") if silent else snr, bool(room))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return training_item(self.draw(index), self.target, self.stft_cfg)
@@ -178,7 +179,8 @@ class MixtureDataset(torch.utils.data.Dataset):
 
 def training_item(m: Mixture, target: str, stft_cfg: StftConfig) -> dict[str, torch.Tensor]:
     """What a training Dataset yields for one mixture: ``noisy, clean, noise: [N]`` waveforms,
-    ``mag: [T, F]`` noisy magnitude and ``mask: [T, F]`` the ideal ``target`` mask."""
+    ``mag: [T, F]`` noisy magnitude, ``mask: [T, F]`` the ideal ``target`` mask, and the
+    mixture's ``snr_db`` (float32 scalar, +inf clean, nan unknown) and ``room`` (bool scalar)."""
     clean, noise = torch.from_numpy(m.clean), torch.from_numpy(m.noise)
     noisy = clean + noise
     mask = ideal_mask(target, stft(clean, stft_cfg).abs(), stft(noise, stft_cfg).abs())
@@ -188,4 +190,6 @@ def training_item(m: Mixture, target: str, stft_cfg: StftConfig) -> dict[str, to
         "noise": noise,
         "mag": stft(noisy, stft_cfg).abs(),
         "mask": mask,
+        "snr_db": torch.tensor(m.snr_db, dtype=torch.float32),
+        "room": torch.tensor(m.room),
     }

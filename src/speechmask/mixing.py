@@ -34,10 +34,16 @@ def scale_to_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.nda
 
 @dataclass(frozen=True)
 class Mixture:
-    """noisy = clean + noise, all ``[samples]`` float32 at 16 kHz."""
+    """noisy = clean + noise, all ``[samples]`` float32 at 16 kHz, and how it was made (what
+    a training loss may treat differently: e.g. reverberant or clean examples)."""
 
     clean: np.ndarray
     noise: np.ndarray
+    # SNR the noise was scaled to, dB over the speech (+inf: no noise at all; nan: unknown,
+    # e.g. a recorded pair).
+    snr_db: float = float("nan")
+    # Whether the speech was reverberated in a simulated room (the target keeps the reverb).
+    room: bool = False
 
     @cached_property
     def noisy(self) -> np.ndarray:
@@ -61,7 +67,7 @@ def mix(
     peak = float(np.max(np.abs(clean + noise_seg)))
     if peak > peak_limit:
         clean, noise_seg = clean * (peak_limit / peak), noise_seg * (peak_limit / peak)
-    return Mixture(clean.astype(np.float32), noise_seg.astype(np.float32))
+    return Mixture(clean.astype(np.float32), noise_seg.astype(np.float32), float(snr_db))
 
 
 @dataclass(frozen=True)
