@@ -854,15 +854,7 @@ class PairDataset(torch.utils.data.Dataset):
         noise = (y - c).astype(np.float32)
         # A recorded pair's SNR is measured on the crop (over the whole crop: the speech of a
         # recording is not marked).
-        speech_energy = float(np.sum(c.astype(np.float64) ** 2))
-        noise_energy = float(np.sum(noise.astype(np.float64) ** 2))
-        if noise_energy == 0:
-            snr = float("inf")
-        elif speech_energy == 0:
-            snr = float("-inf")
-        else:
-            snr = 10 * math.log10(speech_energy / noise_energy)
-        return Mixture(c.astype(np.float32), noise, float(snr))
+        return Mixture(c.astype(np.float32), noise, measured_snr_db(c, y))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return training_item(self.draw(index), self.target, self.stft_cfg)
