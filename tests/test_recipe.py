@@ -90,6 +90,7 @@ def test_runtime_settings_are_not_part_of_the_recipe():
     ("average = ['a', 'b']\n[[stage]]\nname = 'a'\n", "neither a stage nor init"),
     ("average = ['a']\n[[stage]]\nname = 'a'\n", "two or more"),
     ("average = 'a'\n[[stage]]\nname = 'a'\n", "must be a list"),
+    ("[[stage]]\nname = 'a'\nteacher = 'none.pt'\n", "teacher 'none.pt': no such model file"),
 ])
 def test_mistakes_are_one_line_errors(tmp_path, text, needle):
     with pytest.raises(ConfigError) as err:
@@ -222,3 +223,27 @@ def test_spec_loss_experiment_is_the_shipped_recipe_plus_one_setting():
     assert experiment.init == shipped.init and experiment.average == shipped.average
     for a, b in zip(shipped.stages, experiment.stages, strict=True):
         assert b.config == replace(a.config, spec_weight=5.0)
+
+
+def test_a_teacher_is_found_beside_the_recipe(tmp_path):
+    from speechmask.features import StftConfig
+    from speechmask.model import MaskNet, ModelConfig
+
+    (tmp_path / "models").mkdir()
+    ckpt.save(tmp_path / "models/t.pt",
+              ckpt.model_payload(MaskNet(ModelConfig(hidden=8, layers=1)), StftConfig()))
+    (tmp_path / "recipes").mkdir()
+    recipe = _recipe(tmp_path / "recipes", TINY.replace("[base]\n", "[base]\nteacher = "
+                                                         "'../models/t.pt'\n"))
+    for stage in recipe.stages:
+        assert stage.config.teacher == str((tmp_path / "models/t.pt").resolve())
+
+
+def test_distill_experiment_is_the_shipped_recipe_with_a_teacher_from_the_shipped_model():
+    shipped = load_recipe(_ROOT / "recipes/default.toml")
+    experiment = load_recipe(_ROOT / "docs/experiments/distill.toml")
+    model = (_ROOT / "src/speechmask/pretrained/default/model.pt").resolve()
+    assert experiment.init == model
+    (stage,) = experiment.stages
+    assert stage.config == replace(shipped.stages[0].config, teacher=str(model), epochs=12,
+                                   lr=1e-4, warmup_steps=50)

@@ -265,3 +265,107 @@ def test_record_epoch_keeps_the_best_and_counts_stale_epochs(tmp_path, scores, b
     assert (state.best, state.stale, improved[-1]) == (best, stale, last_improved)
     assert state.epoch == len(state.rows) == len(scores) and improved[0]
     assert [r["epoch"] for r in state.rows] == list(range(1, len(scores) + 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Distillation (TrainConfig.teacher)
+
+
+def _constant_teacher(path, value=0.8, seed=0):
+    """A checkpoint whose mask is ``value`` in every bin, whatever the input."""
+    from speechmask.features import StftConfig
+    from speechmask.model import MaskNet
+
+    torch.manual_seed(seed)
+    teacher = MaskNet(ModelConfig(cell="gru", hidden=8, layers=1, dropout=0.0))
+    with torch.no_grad():
+        teacher.dense.weight.zero_()
+        teacher.dense.bias.fill_(float(np.log(value / (1 - value))))
+    ckpt.save(path, ckpt.model_payload(teacher, StftConfig()))
+    return path
+
+
+@pytest.mark.parametrize("max_snr,expected", [
+    (10.0, [True, True, False, False, False, False]),
+    (-6.0, [False, False, False, False, False, False]),
+    (100.0, [True, True, True, False, False, False]),
+])
+def test_teacher_takes_the_dry_mixtures_of_known_snr_up_to_the_limit(max_snr, expected):
+    from speechmask.train import teacher_selection
+
+    batch = {"noisy": torch.zeros(6, 10),
+             "snr_db": torch.tensor([-5.0, 10.0, 11.0, float("inf"), float("nan"), 0.0]),
+             "room": torch.tensor([False, False, False, False, False, True])}
+    cfg = TrainConfig(teacher_max_snr_db=max_snr)
+    assert teacher_selection(cfg, batch).tolist() == expected
+    # Items of datasets that do not say how they were mixed never take the teacher's targets.
+    assert not teacher_selection(cfg, {"noisy": torch.zeros(6, 10)}).any()
+
+
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_distillation_targets_replace_only_the_selected_examples(lookahead):
+    from speechmask.features import StftConfig, stft
+    from speechmask.model import MaskNet, offline_masks
+    from speechmask.train import distillation_targets
+
+    torch.manual_seed(0)
+    teacher = MaskNet(ModelConfig(cell="gru", hidden=8, layers=1, dropout=0.3,
+                                  lookahead=lookahead))
+    teacher.train()  # must be run in eval mode (no dropout) and left as it was
+    noisy, clean = torch.randn(3, 4000), torch.randn(3, 4000)
+    noisy_spec, clean_spec = stft(noisy, StftConfig()), stft(clean, StftConfig())
+    target = torch.rand(noisy_spec.shape)
+    selected = torch.tensor([True, False, True])
+    new_target, reference = distillation_targets(teacher, selected, target, noisy_spec,
+                                                 clean_spec)
+    assert teacher.training
+    teacher.eval()
+    expected = offline_masks(teacher, noisy_spec.abs(), lookahead).detach()
+    for i in (0, 2):
+        torch.testing.assert_close(new_target[i], expected[i])
+        torch.testing.assert_close(reference[i], expected[i] * noisy_spec[i])
+    torch.testing.assert_close(new_target[1], target[1])
+    torch.testing.assert_close(reference[1], clean_spec[1])
+    # Nothing selected: the batch's own targets, untouched.
+    same = distillation_targets(teacher, torch.zeros(3, dtype=torch.bool), target, noisy_spec,
+                                clean_spec)
+    assert same[0] is target and same[1] is clean_spec
+
+
+def test_training_with_a_teacher_learns_its_masks(tmp_path, toy):
+    """A student trained with a teacher that says 0.8 everywhere on every noisy mixture ends
+    near 0.8; the same run without the teacher learns the ideal masks instead."""
+    speech, noise, valid = toy
+    teacher = _constant_teacher(tmp_path / "teacher.pt", 0.8)
+    from speechmask.features import StftConfig, stft
+
+    masks = {}
+    for name, kw in {"taught": dict(teacher=str(teacher), teacher_max_snr_db=100.0),
+                     "alone": {}}.items():
+        result = train(_cfg(loss="bce", epochs=6, lr=2e-2, **kw), tmp_path / name,
+                       speech=speech, noise=noise, valid=valid, progress=False)
+        model = result["model"].eval()
+        spec = stft(torch.from_numpy(valid[0].noisy)[None], StftConfig())
+        with torch.no_grad():
+            masks[name] = model.offline(spec.abs())
+    assert (masks["taught"] - 0.8).abs().mean() < 0.05
+    assert (masks["alone"] - 0.8).abs().mean() > 0.15
+    assert ckpt.load_raw(tmp_path / "taught" / "best.pt")["train_config"]["teacher"] == str(
+        teacher)
+
+
+def test_a_missing_or_mismatched_teacher_is_a_one_line_error(tmp_path, toy):
+    from speechmask.features import StftConfig
+    from speechmask.model import MaskNet
+
+    speech, noise, valid = toy
+    with pytest.raises(ckpt.CheckpointError, match="no such teacher model"):
+        train(_cfg(teacher=str(tmp_path / "none.pt")), tmp_path / "a", speech=speech,
+              noise=noise, valid=valid, progress=False)
+    other = tmp_path / "other.pt"
+    ckpt.save(other, ckpt.model_payload(MaskNet(ModelConfig(hidden=8, layers=1, n_freqs=129)),
+                                        StftConfig(n_fft=256, hop=128)))
+    with pytest.raises(ckpt.CheckpointError, match="another STFT") as err:
+        train(_cfg(teacher=str(other)), tmp_path / "b", speech=speech, noise=noise,
+              valid=valid, progress=False)
+    assert "\n" not in str(err.value)

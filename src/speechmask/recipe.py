@@ -140,6 +140,12 @@ def parse_recipe(text: str, path: Path, overrides: tuple[str, ...] = ()) -> Reci
             cfg = from_dict(TrainConfig, named)
         except ConfigError as err:
             raise ConfigError(f"{path}: stage {name!r}: {err}") from None
+        if cfg.teacher:  # relative to the recipe file, as init is
+            teacher = (path.parent / cfg.teacher).resolve()
+            if not teacher.is_file():
+                raise ConfigError(f"{path}: stage {name!r}: teacher {cfg.teacher!r}: no such "
+                                  f"model file ({teacher})")
+            cfg = replace(cfg, teacher=str(teacher))
         stages.append(Stage(name, cfg, named))
     init = data.get("init") or None
     if init is not None and not isinstance(init, str):

@@ -76,6 +76,19 @@ class TrainConfig:
     # and DeepFilterNet train. The SNR terms weigh bins by energy, so the quiet high bands that
     # PESQ and STOI hear barely count; compressed, every bin counts (see spectral_power_loss).
     spec_weight: float = 0.0
+    # Distillation: a model checkpoint (path; "" = none) whose masks stand in for the ideal
+    # ones on the dry training mixtures (no simulated room) at or below teacher_max_snr_db:
+    # there its mask is the BCE target and its masked spectrum the reference of the SNR terms,
+    # so the student learns what the teacher does where the teacher is best, and the true
+    # targets everywhere else. Why: the shipped model (the mean of the VCC2016 model and the
+    # broad stage) is 0.97 dB ahead of the broad stage at -5..10 dB dry, but the broad stage
+    # alone keeps rooms, 20 dB inputs and clean speech closer to the input
+    # (docs/experiments.md). Validation never uses the teacher.
+    teacher: str = ""
+    # Input SNR (dB, over the speech) up to which dry mixtures take the teacher's targets;
+    # clean examples (+inf) and mixtures of unknown SNR (nan) keep their true targets. 10: the
+    # bands where the shipped average beats the broad stage (-5, 0, 5, 10 dB).
+    teacher_max_snr_db: float = 10.0
     # Examples per optimiser step. 16 x 2 s: on CPU a recurrent layer costs the same per frame
     # at any batch, so small batches give more updates per minute ("Batch size on CPU" in
     # docs/experiments.md).
@@ -134,6 +147,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.teacher_max_snr_db == self.teacher_max_snr_db:
+            raise ValueError("teacher_max_snr_db must be a number, got nan")
         if not self.spec_weight >= 0:
             raise ValueError(f"spec_weight must be >= 0, got {self.spec_weight}")
         if self.patience < 0 or self.warmup_steps < 0:
@@ -240,6 +255,59 @@ def _base_loss(cfg: TrainConfig, mask: torch.Tensor, target: torch.Tensor, est: 
         neg_si_sdr = -spectral_si_sdr_db(est, clean_spec).mean() / 10
         return bce + cfg.snr_weight * (neg_snr + neg_si_sdr) / 2
     return bce + cfg.snr_weight * neg_snr
+
+
+def teacher_selection(cfg: TrainConfig, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``[B]`` bool: the examples of ``batch`` that take the teacher's targets - dry (``room``
+    False) with a finite ``snr_db`` at most ``cfg.teacher_max_snr_db``. Items without those
+    keys (datasets of recorded pairs made elsewhere) are never selected."""
+    n = len(batch["noisy"])
+    if "snr_db" not in batch or "room" not in batch:
+        return torch.zeros(n, dtype=torch.bool)
+    snr, room = batch["snr_db"].reshape(n), batch["room"].reshape(n).bool()
+    # nan <= x and inf <= x are False: unknown-SNR and clean examples keep the true targets.
+    return (snr <= cfg.teacher_max_snr_db) & torch.isfinite(snr) & ~room
+
+
+@torch.no_grad()
+def distillation_targets(
+    teacher: MaskNet, selected: torch.Tensor, target: torch.Tensor,
+    noisy_spec: torch.Tensor, clean_spec: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(target, reference)`` of a batch with the teacher standing in on the ``selected: [B]``
+    examples: its mask ``[B, T, F]`` replaces the ideal ``target`` and its masked noisy
+    spectrum replaces ``clean_spec`` (what the SNR terms compare with). The teacher runs on
+    the selected examples only, in eval mode, aligned with its own look-ahead as the student's
+    masks are with theirs."""
+    if not bool(selected.any()):
+        return target, clean_spec
+    idx = selected.nonzero().squeeze(1)
+    was_training = teacher.training
+    teacher.eval()
+    mask = offline_masks(teacher, noisy_spec[idx].abs(), teacher.cfg.lookahead)
+    teacher.train(was_training)
+    target, reference = target.clone(), clean_spec.clone()
+    target[idx] = mask.to(target.dtype)
+    reference[idx] = mask.to(noisy_spec.real.dtype) * noisy_spec[idx]
+    return target, reference
+
+
+def load_teacher(cfg: TrainConfig, stft_cfg: StftConfig, device: torch.device
+                 ) -> MaskNet | None:
+    """The frozen teacher of ``cfg.teacher`` on ``device`` (None without one); a one-line
+    error if it is missing or was trained on another STFT."""
+    if not cfg.teacher:
+        return None
+    path = Path(cfg.teacher)
+    if not path.is_file():
+        raise ckpt.CheckpointError(f"{path}: no such teacher model; set teacher to a "
+                                   "checkpoint such as src/speechmask/pretrained/default/model.pt")
+    teacher, teacher_stft, _ = ckpt.load_model(path)
+    if teacher_stft != stft_cfg:
+        raise ckpt.CheckpointError(f"{path}: the teacher was trained on another STFT "
+                                   f"({teacher_stft}); training uses {stft_cfg}")
+    teacher.requires_grad_(False)
+    return teacher.to(device).eval()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,6 +464,8 @@ class Run:
     dist: DistContext = distributed.SINGLE
     # STFT of the features and of the spectral losses.
     stft_cfg: StftConfig = StftConfig()
+    # The frozen model of cfg.teacher (None: no distillation).
+    teacher: MaskNet | None = None
 
 
 @dataclass
@@ -430,7 +500,11 @@ def start_run(cfg: TrainConfig, out_dir: str | os.PathLike, epoch_size: int,
         torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     total_steps = math.ceil(epoch_size / cfg.batch_size) * cfg.epochs
-    return Run(cfg, out, device, total_steps, dist)
+    teacher = load_teacher(cfg, StftConfig(), device)
+    if teacher is not None and dist.is_main:
+        log.info("teacher %s: its masks are the targets of dry mixtures at <= %g dB",
+                 cfg.teacher, cfg.teacher_max_snr_db)
+    return Run(cfg, out, device, total_steps, dist, teacher=teacher)
 
 
 def build_model(run: Run, train_set: torch.utils.data.Dataset,
@@ -514,8 +588,13 @@ def run_epoch(run: Run, net: torch.nn.Module, opt: torch.optim.Optimizer,
         noisy = batch["noisy"].to(device)
         clean = batch["clean"].to(device)
         noisy_spec, clean_spec = stft(noisy, run.stft_cfg), stft(clean, run.stft_cfg)
+        target = batch["mask"].to(device)
+        if run.teacher is not None:
+            target, clean_spec = distillation_targets(
+                run.teacher, teacher_selection(cfg, batch).to(device), target, noisy_spec,
+                clean_spec)
         mask = offline_masks(net, noisy_spec.abs(), cfg.model.lookahead)
-        loss = compute_loss(cfg, mask, batch["mask"].to(device), noisy_spec, clean_spec)
+        loss = compute_loss(cfg, mask, target, noisy_spec, clean_spec)
         opt.zero_grad(set_to_none=True)
         (loss * weight if dist.enabled else loss).backward()
         torch.nn.utils.clip_grad_norm_(trainable, cfg.clip_norm)
