@@ -40,6 +40,8 @@ from speechmask.evalsets import EvalPair, eval_set
 from speechmask.metrics import pesq_wb, si_sdr_db, stoi
 from speechmask.pipeline import mask_floor
 
+from .stats import mean_se
+
 METRIC_NAMES = ("si_sdr", "pesq", "stoi")
 
 
@@ -144,11 +146,8 @@ def group_of(row: dict) -> str:
 
 def paired(rows: Sequence[dict], key: object, ref: object, m: int) -> tuple[float, float]:
     """Mean and standard error over files of metric ``m`` of ``key`` minus ``ref``."""
-    d = np.array([r[key][m] - r[ref][m] for r in rows], float)
-    d = d[np.isfinite(d)]
-    if len(d) < 2:
-        return math.nan, math.nan
-    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+    mean, se, n = mean_se(r[key][m] - r[ref][m] for r in rows)
+    return (mean, se) if n > 1 else (math.nan, math.nan)
 
 
 def print_tables(rows: Sequence[dict], systems: Sequence[str]) -> None:

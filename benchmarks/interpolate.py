@@ -32,6 +32,8 @@ from speechmask.metrics import si_sdr_db
 from speechmask.recipe import load_recipe
 from speechmask.sources import training_data
 
+from .stats import mean_se
+
 
 def line_state(start: dict, mid: dict, share: float, only: set[str] | None = None) -> dict:
     """Weights at ``share`` of the way from ``start`` (0) to the far end ``2 * mid - start``
@@ -94,9 +96,9 @@ def main() -> None:
     print("|---|---|---:|---:|---:|")
     for name, parts in scores.items():
         for part, values in parts.items():
-            a, d = np.array(values), np.array(values) - np.array(scores[ref][part])
-            se = d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
-            print(f"| {name} | {part} | {len(a)} | {a.mean():.2f} | {d.mean():+.2f} ± {se:.2f} |")
+            a = np.array(values)
+            mean, se, _ = mean_se(a - np.array(scores[ref][part]))
+            print(f"| {name} | {part} | {len(a)} | {a.mean():.2f} | {mean:+.2f} ± {se:.2f} |")
 
 
 if __name__ == "__main__":

@@ -47,3 +47,18 @@ def test_bad_rules_are_refused(bad):
 def test_default_is_the_shipped_model():
     path, rule, values = parse_system("default@atten=12")
     assert path.endswith("model.pt") and rule == "atten" and values == (12.0,)
+
+
+@pytest.mark.parametrize(("diffs", "expected"), [
+    ([1.0, 3.0], (2.0, 1.0, 2)),
+    ([1.0, float("nan"), 3.0, float("inf")], (2.0, 1.0, 2)),
+    ([5.0], (5.0, None, 1)),
+    ([], (None, None, 0)),
+])
+def test_mean_se_is_the_paired_mean_and_its_standard_error(diffs, expected):
+    from benchmarks.stats import mean_se
+
+    mean, se, n = mean_se(diffs)
+    assert n == expected[2]
+    for got, want in ((mean, expected[0]), (se, expected[1])):
+        assert math.isnan(got) if want is None else got == pytest.approx(want)

@@ -15,6 +15,8 @@ import numpy as np
 
 from speechmask.audio import MODEL_RATE
 
+from ..stats import mean_se
+
 METRIC_LABELS = {"snr": "SNR dB", "si_sdr": "SI-SDR dB", "pesq": "PESQ-WB", "stoi": "STOI"}
 DASH = "—"
 
@@ -110,17 +112,14 @@ def paired_differences(rows: Sequence[dict], systems: Sequence[dict], metrics: S
         theirs = by_system[key]
         out[key] = {}
         for m in metrics:
-            diffs = np.array([float(mine[i][m]) - float(theirs[i][m]) for i in mine
-                              if i in theirs and mine[i].get(m) is not None
-                              and theirs[i].get(m) is not None], dtype=np.float64)
-            diffs = diffs[np.isfinite(diffs)]
-            n = len(diffs)
-            out[key][m] = {
-                "mean": float(diffs.mean()) if n else float("nan"),
-                "se": float(diffs.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
-                "higher": float(np.mean(diffs > 0)) if n else float("nan"),
-                "pairs": n,
-            }
+            diffs = [float(mine[i][m]) - float(theirs[i][m]) for i in mine
+                     if i in theirs and mine[i].get(m) is not None
+                     and theirs[i].get(m) is not None]
+            mean, se, n = mean_se(diffs)
+            finite = [d for d in diffs if math.isfinite(d)]
+            out[key][m] = {"mean": mean, "se": se,
+                           "higher": float(np.mean(np.array(finite) > 0)) if n else math.nan,
+                           "pairs": n}
     return out
 
 
