@@ -285,18 +285,20 @@ def _constant_teacher(path, value=0.8, seed=0):
     return path
 
 
-@pytest.mark.parametrize("max_snr,expected", [
-    (10.0, [True, True, False, False, False, False]),
-    (-6.0, [False, False, False, False, False, False]),
-    (100.0, [True, True, True, False, False, False]),
+@pytest.mark.parametrize("max_snr,rooms,expected", [
+    (10.0, False, [True, True, False, False, False, False]),
+    (-6.0, False, [False, False, False, False, False, False]),
+    (100.0, False, [True, True, True, False, False, False]),
+    (10.0, True, [True, True, False, False, False, True]),
+    (float("inf"), True, [True, True, True, True, False, True]),
 ])
-def test_teacher_takes_the_dry_mixtures_of_known_snr_up_to_the_limit(max_snr, expected):
+def test_teacher_takes_the_mixtures_of_known_snr_up_to_the_limit(max_snr, rooms, expected):
     from speechmask.train import teacher_selection
 
     batch = {"noisy": torch.zeros(6, 10),
              "snr_db": torch.tensor([-5.0, 10.0, 11.0, float("inf"), float("nan"), 0.0]),
              "room": torch.tensor([False, False, False, False, False, True])}
-    cfg = TrainConfig(teacher_max_snr_db=max_snr)
+    cfg = TrainConfig(teacher_max_snr_db=max_snr, teacher_in_rooms=rooms)
     assert teacher_selection(cfg, batch).tolist() == expected
     # Items of datasets that do not say how they were mixed never take the teacher's targets.
     assert not teacher_selection(cfg, {"noisy": torch.zeros(6, 10)}).any()

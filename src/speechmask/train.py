@@ -77,7 +77,8 @@ class TrainConfig:
     # PESQ and STOI hear barely count; compressed, every bin counts (see spectral_power_loss).
     spec_weight: float = 0.0
     # Distillation: a model checkpoint (path; "" = none) whose masks stand in for the ideal
-    # ones on the dry training mixtures (no simulated room) at or below teacher_max_snr_db:
+    # ones on the training mixtures at or below teacher_max_snr_db (dry ones only, unless
+    # teacher_in_rooms):
     # there its mask is the BCE target and its masked spectrum the reference of the SNR terms,
     # so the student learns what the teacher does where the teacher is best, and the true
     # targets everywhere else. Why: the shipped model (the mean of the VCC2016 model and the
@@ -85,10 +86,14 @@ class TrainConfig:
     # alone keeps rooms, 20 dB inputs and clean speech closer to the input
     # (docs/experiments.md). Validation never uses the teacher.
     teacher: str = ""
-    # Input SNR (dB, over the speech) up to which dry mixtures take the teacher's targets;
-    # clean examples (+inf) and mixtures of unknown SNR (nan) keep their true targets. 10: the
-    # bands where the shipped average beats the broad stage (-5, 0, 5, 10 dB).
+    # Input SNR (dB, over the speech) up to which mixtures take the teacher's targets; clean
+    # examples are +inf (taken only with inf here), mixtures of unknown SNR (nan) never. 10: the
+    # bands where the shipped average beats the broad stage (-5, 0, 5, 10 dB); inf with
+    # teacher_in_rooms: the teacher everywhere (a smaller model trained to follow a bigger one).
     teacher_max_snr_db: float = 10.0
+    # Whether mixtures in a simulated room take the teacher's targets too (False: the broad
+    # stage alone keeps reverberant speech better than the shipped average; docs/experiments.md).
+    teacher_in_rooms: bool = False
     # Examples per optimiser step. 16 x 2 s: on CPU a recurrent layer costs the same per frame
     # at any batch, so small batches give more updates per minute ("Batch size on CPU" in
     # docs/experiments.md).
@@ -258,15 +263,16 @@ def _base_loss(cfg: TrainConfig, mask: torch.Tensor, target: torch.Tensor, est: 
 
 
 def teacher_selection(cfg: TrainConfig, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """``[B]`` bool: the examples of ``batch`` that take the teacher's targets - dry (``room``
-    False) with a finite ``snr_db`` at most ``cfg.teacher_max_snr_db``. Items without those
-    keys (datasets of recorded pairs made elsewhere) are never selected."""
+    """``[B]`` bool: the examples of ``batch`` that take the teacher's targets - ``snr_db`` at
+    most ``cfg.teacher_max_snr_db`` (nan never; +inf, clean, only if the limit is inf), in a
+    room only with ``cfg.teacher_in_rooms``. Items without those keys (datasets of recorded
+    pairs made elsewhere) are never selected."""
     n = len(batch["noisy"])
     if "snr_db" not in batch or "room" not in batch:
         return torch.zeros(n, dtype=torch.bool)
     snr, room = batch["snr_db"].reshape(n), batch["room"].reshape(n).bool()
-    # nan <= x and inf <= x are False: unknown-SNR and clean examples keep the true targets.
-    return (snr <= cfg.teacher_max_snr_db) & torch.isfinite(snr) & ~room
+    selected = snr <= cfg.teacher_max_snr_db  # False for nan
+    return selected if cfg.teacher_in_rooms else selected & ~room
 
 
 @torch.no_grad()
