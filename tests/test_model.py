@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from speechmask.model import MaskNet, ModelConfig, describe, with_lookahead
+from speechmask.model import MaskNet, ModelConfig, describe, with_hidden, with_lookahead
 
 
 @pytest.fixture(params=[("lstm", 0), ("gru", 0), ("gru", 1), ("lstm", 3)])
@@ -122,3 +122,53 @@ def test_with_lookahead_starts_as_the_same_model_later(cell, have, lookahead):
     assert with_lookahead(wide, lookahead) is wide
     with pytest.raises(ValueError, match="cannot reduce"):
         with_lookahead(wide, have)
+
+
+def _random_model(cell, layers, hidden=12, lookahead=1):
+    torch.manual_seed(1)
+    model = MaskNet(ModelConfig(cell=cell, hidden=hidden, layers=layers, n_freqs=9,
+                                lookahead=lookahead, dropout=0.0))
+    model.set_normalization(torch.randn(9), torch.rand(9) + 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_with_hidden_wider_computes_the_same_masks(cell, layers):
+    old = _random_model(cell, layers)
+    wide = with_hidden(old, 20).eval()
+    assert wide.cfg.hidden == 20 and wide.parameter_count() > old.parameter_count()
+    mag = torch.rand(2, 30, 9) * 3
+    torch.testing.assert_close(wide.offline(mag), old.offline(mag), rtol=0, atol=1e-6)
+    # ... and the new units are alive: their incoming weights are not zero, so they can learn.
+    assert wide.rnn.weight_ih_l0[12:20].abs().sum() > 0
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_with_hidden_narrower_drops_the_units_nothing_reads(cell, layers):
+    """Units whose output no weight reads (next layer, own layer, dense) are the ones removed,
+    and removing them changes nothing."""
+    model = _random_model(cell, layers)
+    dead = torch.tensor([1, 4, 7, 10])
+    gates = 4 if cell == "lstm" else 3
+    with torch.no_grad():
+        for layer in range(layers):
+            getattr(model.rnn, f"weight_hh_l{layer}")[:, dead] = 0
+            reader = (model.dense.weight if layer == layers - 1
+                      else getattr(model.rnn, f"weight_ih_l{layer + 1}"))
+            reader[:, dead] = 0
+    narrow = with_hidden(model, 8).eval()
+    assert narrow.cfg.hidden == 8
+    assert narrow.rnn.weight_ih_l0.shape == (gates * 8, 9 * 2)
+    mag = torch.rand(2, 30, 9) * 3
+    torch.testing.assert_close(narrow.offline(mag), model.offline(mag), rtol=0, atol=1e-6)
+
+
+def test_with_hidden_keeps_the_model_at_its_own_width_and_rejects_zero():
+    model = _random_model("gru", 2)
+    same = with_hidden(model, 12)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(same.state_dict()[key], value)
+    with pytest.raises(ValueError, match="hidden must be >= 1"):
+        with_hidden(model, 0)

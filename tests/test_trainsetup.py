@@ -31,6 +31,17 @@ def test_settings_layer_file_shorthands_and_overrides(tmp_path):
     assert train_config(explicit_settings()) == TrainConfig()
 
 
+@pytest.mark.parametrize("where", ["file", "override"])
+def test_a_teacher_in_a_config_file_is_found_beside_it(tmp_path, where):
+    (tmp_path / "cfg").mkdir()
+    path = tmp_path / "cfg" / "c.toml"
+    path.write_text("teacher = '../t.pt'\n" if where == "file" else "epochs = 2\n")
+    overrides = ["teacher='runs/t.pt'"] if where == "override" else []
+    cfg = train_config(explicit_settings(path, overrides=overrides))
+    # In the file: beside the file; on the command line: as given (the shell's folder).
+    assert cfg.teacher == (str(tmp_path / "t.pt") if where == "file" else "runs/t.pt")
+
+
 def test_run_folder_rules(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(SetupError, match="nothing to resume"):

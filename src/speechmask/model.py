@@ -209,6 +209,80 @@ def with_lookahead(model: MaskNet, lookahead: int) -> MaskNet:
     return wide
 
 
+def with_hidden(model: MaskNet, hidden: int, seed: int = 0) -> MaskNet:
+    """A copy of ``model`` with ``hidden`` units per recurrent layer, as a start for training a
+    narrower or wider model against it (``TrainConfig.teacher``) instead of from scratch.
+
+    Narrower: each layer keeps the units whose outgoing weights (into the next layer, or into
+    the dense layer) have the largest norm, in their old order. Wider: the old units keep their
+    weights and the new ones get random incoming weights (torch's init, ``seed``) and zero
+    outgoing ones, so the copy computes exactly the same masks (tested) and training decides
+    what the new units add."""
+    cfg = model.cfg
+    if hidden < 1:
+        raise ValueError(f"hidden must be >= 1, got {hidden}")
+    old_h, gates = cfg.hidden, 4 if cfg.cell == "lstm" else 3
+    torch.manual_seed(seed)
+    resized = MaskNet(replace(cfg, hidden=hidden))
+    old, new = model.state_dict(), resized.state_dict()
+    out = dict(new)
+
+    def consumer(layer: int) -> torch.Tensor:  # [*, old_h]: the weights reading layer's output
+        return old["dense.weight"] if layer == cfg.layers - 1 else old[
+            f"rnn.weight_ih_l{layer + 1}"]
+
+    # keep[l]: old unit of each new unit of layer l (-1: a new unit).
+    keep = []
+    for layer in range(cfg.layers):
+        if hidden <= old_h:
+            top = consumer(layer).norm(dim=0).argsort(descending=True)[:hidden]
+            keep.append(top.sort().values)
+        else:
+            keep.append(torch.cat([torch.arange(old_h), torch.full((hidden - old_h,), -1)]))
+
+    def rows(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(new gate rows, old gate rows) of the kept units, every gate."""
+        have = (idx >= 0).nonzero().squeeze(1)
+        new_rows = torch.cat([g * hidden + have for g in range(gates)])
+        old_rows = torch.cat([g * old_h + idx[have] for g in range(gates)])
+        return new_rows, old_rows
+
+    def columns(target: torch.Tensor, source: torch.Tensor, idx: torch.Tensor) -> None:
+        """target[:, j] = source[:, idx[j]] for kept units, 0 for new ones (in place)."""
+        have = (idx >= 0).nonzero().squeeze(1)
+        target.zero_()
+        target[:, have] = source[:, idx[have]]
+
+    for layer in range(cfg.layers):
+        idx, (new_rows, old_rows) = keep[layer], rows(keep[layer])
+        for name in (f"weight_ih_l{layer}", f"weight_hh_l{layer}", f"bias_ih_l{layer}",
+                     f"bias_hh_l{layer}"):
+            w = out[f"rnn.{name}"].clone()
+            src = old[f"rnn.{name}"]
+            if name.startswith("weight_ih") and layer > 0:
+                # Input columns follow the previous layer's units.
+                src_cols = torch.zeros(src.shape[0], hidden, dtype=src.dtype)
+                columns(src_cols, src, keep[layer - 1])
+                src = src_cols
+            if name.startswith("weight_hh"):
+                # Recurrent columns follow this layer's units (new ones: zero, see above).
+                src_cols = torch.zeros(src.shape[0], hidden, dtype=src.dtype)
+                columns(src_cols, src, idx)
+                src = src_cols
+                w[:, (idx < 0).nonzero().squeeze(1)] = 0.0
+            if name.startswith("weight_ih") and layer > 0:
+                w[:, (keep[layer - 1] < 0).nonzero().squeeze(1)] = 0.0
+            w[new_rows] = src[old_rows]
+            out[f"rnn.{name}"] = w
+    dense = torch.zeros_like(out["dense.weight"])
+    columns(dense, old["dense.weight"], keep[-1])
+    out["dense.weight"] = dense
+    for name in ("dense.bias", "feat_mean", "feat_std"):
+        out[name] = old[name].clone()
+    resized.load_state_dict(out)
+    return resized
+
+
 def describe(model: MaskNet, frames_per_second: float) -> dict:
     """Size and cost figures for reports."""
     macs = model.macs_per_frame()

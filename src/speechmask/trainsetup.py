@@ -41,6 +41,9 @@ def explicit_settings(config: str | os.PathLike | None = None,
     from .config import merge, nest, parse_overrides, read_toml
 
     settings = read_toml(config) if config else {}
+    if isinstance(settings.get("teacher"), str) and settings["teacher"]:
+        # A path in a file is relative to that file, as a recipe's are.
+        settings["teacher"] = str((Path(config).parent / settings["teacher"]).resolve())
     settings = merge(settings, nest(shorthands or {}))
     if snr_range is not None:
         settings = merge(settings, {"mix": {"snr_low_db": snr_range[0],
