@@ -144,3 +144,28 @@ def test_generated_noise_and_determinism(kinds):
     np.testing.assert_array_equal(a.noisy, b.noisy)
     ds.set_epoch(1)
     assert not np.array_equal(ds.draw(3).noisy, a.noisy)
+
+
+@pytest.mark.parametrize("clean_fraction", [0.0, 0.9])
+def test_an_early_room_target_moves_the_tail_into_the_noise_of_the_same_mixture(clean_fraction):
+    kw = dict(clean_fraction=clean_fraction, level_dbfs=None)
+    full = _dataset(augment={"room": 1.0}, **kw)
+    early = _dataset(augment={"room": 1.0, "room_early_ms": 50.0}, **kw)
+    for i in range(4):
+        a, b = full.draw(i), early.draw(i)
+        np.testing.assert_allclose(b.noisy, a.noisy, atol=1e-6)  # what the model hears
+        assert (b.snr_db, b.room) == (a.snr_db, a.room)
+        # The target lost the late tail: less energy, and it is what the noise gained.
+        assert np.sum(b.clean**2) < np.sum(a.clean**2)
+        np.testing.assert_allclose(b.noise - a.noise, a.clean - b.clean, atol=1e-6)
+
+
+def test_early_part_keeps_the_start_fades_and_stops():
+    from speechmask.rooms import early_part
+
+    rir = np.random.default_rng(0).standard_normal(4000).astype(np.float32)
+    part = early_part(rir, 50.0)
+    np.testing.assert_array_equal(part[:800], rir[:800])
+    assert not np.any(part[880:])
+    gain = part[800:880] / rir[800:880]
+    assert gain[0] == pytest.approx(1.0) and np.all(np.diff(gain) < 0) and gain[-1] < 0.01

@@ -236,6 +236,13 @@ class AugmentConfig:
     # Given a room, probability that the noise is played in it too (another position); else it
     # stays dry, as a noise close to the microphone is.
     room_noise: float = 0.5
+    # Given a room, how much of the reverberant speech is the target, ms after the direct path
+    # (0 = all of it: the shipped choice, which keeps the room). > 0: the direct path and the
+    # reflections of the first N ms (50 is the usual "early" boundary of room acoustics) are the
+    # target and the later tail counts as noise, so the model learns to cut the tail that at
+    # low SNR looks like diffuse noise (docs/experiments.md, "Nor does width"). The noisy input
+    # is the same mixture either way.
+    room_early_ms: float = 0.0
     # The bank of rooms drawn from (built once, cached).
     rooms: RoomConfig = field(default_factory=RoomConfig)
     # Probability of an upper band edge on speech and noise alike (telephone 3.4 kHz ... a
@@ -259,6 +266,8 @@ class AugmentConfig:
                      "room_noise", "lowpass", "highpass"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.room_early_ms <= 1000.0:
+            raise ValueError(f"room_early_ms must be 0-1000 ms, got {self.room_early_ms}")
         if self.babble + self.colored + self.generated > 1.0:
             raise ValueError("babble + colored + generated must not exceed 1")
 

@@ -16,7 +16,7 @@ from .corpus import DataError
 from .features import StftConfig, stft
 from .masks import ideal_mask
 from .mixing import MixConfig, Mixture, loop_to_length, scale_to_snr
-from .rooms import reverberate, rir_bank
+from .rooms import early_part, reverberate, rir_bank
 
 
 class WeightedPool:
@@ -142,8 +142,13 @@ class MixtureDataset(torch.utils.data.Dataset):
         room = aug.room and rng.random() < aug.room
         clean = np.zeros(n, np.float32)
         clean[pos : pos + len(seg)] = seg
+        late = None
         if room:  # after placing: the tail rings on into the padding of a short utterance
-            clean = reverberate(clean, self.rirs[int(rng.integers(len(self.rirs)))])
+            rir = self.rirs[int(rng.integers(len(self.rirs)))]
+            reverberant = reverberate(clean, rir)
+            if aug.room_early_ms > 0:  # the late tail becomes noise below, after the SNR is set
+                late = reverberant - reverberate(clean, early_part(rir, aug.room_early_ms))
+            clean = reverberant
         noise = self._noise(rng, n, skip=k)
         if room and rng.random() < aug.room_noise:
             noise = reverberate(noise, self.rirs[int(rng.integers(len(self.rirs)))])
@@ -156,6 +161,8 @@ class MixtureDataset(torch.utils.data.Dataset):
         noise = scale_to_snr(clean, noise, snr - 10 * np.log10(n / len(seg)))
         if silent:
             noise = np.zeros(n, np.float32)
+        if late is not None:  # same mixture, the tail moved from the target to the noise
+            clean, noise = clean - late, noise + late
         if aug.lowpass or aug.highpass:  # the channel filters speech and noise alike
             band = random_band_limit(rng, n, aug.highpass, aug.lowpass)
             if band is not None:

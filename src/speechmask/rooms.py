@@ -182,3 +182,20 @@ def reverberate(x: np.ndarray, rir: np.ndarray) -> np.ndarray:
     """``x`` convolved with ``rir`` (which starts at its direct path), cut to ``len(x)``: the
     direct sound stays where the dry sound was, the tail of the last second is dropped."""
     return fftconvolve(x, rir)[: len(x)].astype(np.float32)
+
+
+# Fade at the early/late boundary: 5 ms (80 samples at 16 kHz), so cutting the response does not
+# put a click into the target.
+EARLY_FADE_MS = 5.0
+
+
+def early_part(rir: np.ndarray, ms: float, rate: int = 16_000) -> np.ndarray:
+    """The first ``ms`` of ``rir`` (which starts at its direct path), then a half-cosine fade of
+    EARLY_FADE_MS to zero: the direct sound and early reflections, whose sum with the rest is
+    ``rir`` again."""
+    keep, fade = int(round(ms * rate / 1000)), int(round(EARLY_FADE_MS * rate / 1000))
+    out = np.zeros_like(rir)
+    out[:keep] = rir[:keep]
+    tail = rir[keep : keep + fade]
+    out[keep : keep + len(tail)] = tail * 0.5 * (1 + np.cos(np.pi * np.arange(len(tail)) / fade))
+    return out
