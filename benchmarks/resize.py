@@ -12,7 +12,6 @@ the result with ``speechmask train --init OUT --set teacher=ORIGINAL ...``
 from __future__ import annotations
 
 import argparse
-import math
 
 import torch
 
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.out}: {model.cfg.hidden} -> {args.hidden} units, "
           f"{model.parameter_count():,} -> {resized.parameter_count():,} parameters, "
           f"{model.macs_per_frame():,} -> {resized.macs_per_frame():,} MACs per frame; "
-          f"mean |mask change| {diff:.4f}" + ("" if math.isfinite(diff) else " (!)"))
+          f"mean |mask change| {diff:.4f}")
 
 
 if __name__ == "__main__":

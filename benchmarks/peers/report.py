@@ -112,14 +112,13 @@ def paired_differences(rows: Sequence[dict], systems: Sequence[dict], metrics: S
         theirs = by_system[key]
         out[key] = {}
         for m in metrics:
-            diffs = [float(mine[i][m]) - float(theirs[i][m]) for i in mine
-                     if i in theirs and mine[i].get(m) is not None
-                     and theirs[i].get(m) is not None]
+            diffs = np.array([float(mine[i][m]) - float(theirs[i][m]) for i in mine
+                              if i in theirs and mine[i].get(m) is not None
+                              and theirs[i].get(m) is not None], dtype=np.float64)
+            diffs = diffs[np.isfinite(diffs)]
             mean, se, n = mean_se(diffs)
-            finite = [d for d in diffs if math.isfinite(d)]
             out[key][m] = {"mean": mean, "se": se,
-                           "higher": float(np.mean(np.array(finite) > 0)) if n else math.nan,
-                           "pairs": n}
+                           "higher": float(np.mean(diffs > 0)) if n else math.nan, "pairs": n}
     return out
 
 

@@ -225,61 +225,45 @@ def with_hidden(model: MaskNet, hidden: int, seed: int = 0) -> MaskNet:
     torch.manual_seed(seed)
     resized = MaskNet(replace(cfg, hidden=hidden))
     old, new = model.state_dict(), resized.state_dict()
-    out = dict(new)
 
-    def consumer(layer: int) -> torch.Tensor:  # [*, old_h]: the weights reading layer's output
-        return old["dense.weight"] if layer == cfg.layers - 1 else old[
-            f"rnn.weight_ih_l{layer + 1}"]
-
-    # keep[l]: old unit of each new unit of layer l (-1: a new unit).
+    # keep[l]: the old unit behind each unit of layer l (-1: a new unit).
     keep = []
     for layer in range(cfg.layers):
         if hidden <= old_h:
-            top = consumer(layer).norm(dim=0).argsort(descending=True)[:hidden]
-            keep.append(top.sort().values)
+            reader = old["dense.weight"] if layer == cfg.layers - 1 else old[
+                f"rnn.weight_ih_l{layer + 1}"]  # [*, old_h]: the weights reading the layer
+            keep.append(reader.norm(dim=0).argsort(descending=True)[:hidden].sort().values)
         else:
             keep.append(torch.cat([torch.arange(old_h), torch.full((hidden - old_h,), -1)]))
 
-    def rows(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(new gate rows, old gate rows) of the kept units, every gate."""
-        have = (idx >= 0).nonzero().squeeze(1)
-        new_rows = torch.cat([g * hidden + have for g in range(gates)])
-        old_rows = torch.cat([g * old_h + idx[have] for g in range(gates)])
-        return new_rows, old_rows
+    def resize(name: str, units: torch.Tensor | None, inputs: torch.Tensor | None
+               ) -> torch.Tensor:
+        """``name``'s tensor with gate rows for ``units`` (None: rows as they are) and columns
+        for ``inputs`` (None: columns as they are): kept units' values from ``model``, new
+        units' rows as initialised and new units' columns zero (nothing reads them yet)."""
+        src, out = old[name], new[name].clone()
+        if inputs is not None:
+            have = (inputs >= 0).nonzero().squeeze(1)
+            cols = src.new_zeros(src.shape[0], len(inputs))
+            cols[:, have] = src[:, inputs[have]]
+            src = cols
+            out[:, inputs < 0] = 0.0
+        if units is None:
+            return src
+        have = (units >= 0).nonzero().squeeze(1)
+        out[torch.cat([g * hidden + have for g in range(gates)])] = src[
+            torch.cat([g * old_h + units[have] for g in range(gates)])]
+        return out
 
-    def columns(target: torch.Tensor, source: torch.Tensor, idx: torch.Tensor) -> None:
-        """target[:, j] = source[:, idx[j]] for kept units, 0 for new ones (in place)."""
-        have = (idx >= 0).nonzero().squeeze(1)
-        target.zero_()
-        target[:, have] = source[:, idx[have]]
-
-    for layer in range(cfg.layers):
-        idx, (new_rows, old_rows) = keep[layer], rows(keep[layer])
-        for name in (f"weight_ih_l{layer}", f"weight_hh_l{layer}", f"bias_ih_l{layer}",
-                     f"bias_hh_l{layer}"):
-            w = out[f"rnn.{name}"].clone()
-            src = old[f"rnn.{name}"]
-            if name.startswith("weight_ih") and layer > 0:
-                # Input columns follow the previous layer's units.
-                src_cols = torch.zeros(src.shape[0], hidden, dtype=src.dtype)
-                columns(src_cols, src, keep[layer - 1])
-                src = src_cols
-            if name.startswith("weight_hh"):
-                # Recurrent columns follow this layer's units (new ones: zero, see above).
-                src_cols = torch.zeros(src.shape[0], hidden, dtype=src.dtype)
-                columns(src_cols, src, idx)
-                src = src_cols
-                w[:, (idx < 0).nonzero().squeeze(1)] = 0.0
-            if name.startswith("weight_ih") and layer > 0:
-                w[:, (keep[layer - 1] < 0).nonzero().squeeze(1)] = 0.0
-            w[new_rows] = src[old_rows]
-            out[f"rnn.{name}"] = w
-    dense = torch.zeros_like(out["dense.weight"])
-    columns(dense, old["dense.weight"], keep[-1])
-    out["dense.weight"] = dense
-    for name in ("dense.bias", "feat_mean", "feat_std"):
-        out[name] = old[name].clone()
-    resized.load_state_dict(out)
+    state = {name: old[name].clone() for name in ("dense.bias", "feat_mean", "feat_std")}
+    state["dense.weight"] = resize("dense.weight", None, keep[-1])
+    for layer, units in enumerate(keep):
+        state[f"rnn.weight_ih_l{layer}"] = resize(f"rnn.weight_ih_l{layer}", units,
+                                                  keep[layer - 1] if layer else None)
+        state[f"rnn.weight_hh_l{layer}"] = resize(f"rnn.weight_hh_l{layer}", units, units)
+        for bias in (f"rnn.bias_ih_l{layer}", f"rnn.bias_hh_l{layer}"):
+            state[bias] = resize(bias, units, None)
+    resized.load_state_dict(state)
     return resized
 
 

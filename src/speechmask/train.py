@@ -78,12 +78,11 @@ class TrainConfig:
     spec_weight: float = 0.0
     # Distillation: a model checkpoint (path; "" = none) whose masks stand in for the ideal
     # ones on the training mixtures at or below teacher_max_snr_db (dry ones only, unless
-    # teacher_in_rooms):
-    # there its mask is the BCE target and its masked spectrum the reference of the SNR terms,
-    # so the student learns what the teacher does where the teacher is best, and the true
-    # targets everywhere else. Why: the shipped model (the mean of the VCC2016 model and the
-    # broad stage) is 0.97 dB ahead of the broad stage at -5..10 dB dry, but the broad stage
-    # alone keeps rooms, 20 dB inputs and clean speech closer to the input
+    # teacher_in_rooms): there its mask is the BCE target and its masked spectrum the reference
+    # of the SNR terms, so the student learns what the teacher does where the teacher is best,
+    # and the true targets everywhere else. Why: the shipped model (the mean of the VCC2016
+    # model and the broad stage) is 0.97 dB ahead of the broad stage at -5..10 dB dry, but the
+    # broad stage alone keeps rooms, 20 dB inputs and clean speech closer to the input
     # (docs/experiments.md). Validation never uses the teacher.
     teacher: str = ""
     # Input SNR (dB, over the speech) up to which mixtures take the teacher's targets; clean
@@ -152,7 +151,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not self.teacher_max_snr_db == self.teacher_max_snr_db:
+        if math.isnan(self.teacher_max_snr_db):
             raise ValueError("teacher_max_snr_db must be a number, got nan")
         if not self.spec_weight >= 0:
             raise ValueError(f"spec_weight must be >= 0, got {self.spec_weight}")
@@ -506,11 +505,12 @@ def start_run(cfg: TrainConfig, out_dir: str | os.PathLike, epoch_size: int,
         torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     total_steps = math.ceil(epoch_size / cfg.batch_size) * cfg.epochs
-    teacher = load_teacher(cfg, StftConfig(), device)
+    stft_cfg = StftConfig()
+    teacher = load_teacher(cfg, stft_cfg, device)
     if teacher is not None and dist.is_main:
-        log.info("teacher %s: its masks are the targets of dry mixtures at <= %g dB",
-                 cfg.teacher, cfg.teacher_max_snr_db)
-    return Run(cfg, out, device, total_steps, dist, teacher=teacher)
+        log.info("teacher %s: its masks are the targets of %s mixtures at <= %g dB",
+                 cfg.teacher, "all" if cfg.teacher_in_rooms else "dry", cfg.teacher_max_snr_db)
+    return Run(cfg, out, device, total_steps, dist, stft_cfg, teacher)
 
 
 def build_model(run: Run, train_set: torch.utils.data.Dataset,
