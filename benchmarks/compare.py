@@ -6,6 +6,9 @@
 The first system is the reference: every other one gets its mean and its paired difference to
 the reference (mean ± standard error over files) in SI-SDR (dB), PESQ-WB and STOI, overall, for
 the clean clips (``noisy == clean``: pass-through) and by input SNR band (``R`` = in a room).
+Room pairs are scored against the reverberant speech (we remove noise, not the room), then in a
+second set of tables against their early reference (direct sound + the first
+``evalsets.EARLY_REF_MS`` of reflections), for models that also remove the tail.
 Only the sets a recipe selects on belong here (``valid``: corpus validation pairs; ``heldout``:
 held-out speakers, rooms and clean clips); the test sets (test, ood, clean) are for the
 benchmark run of a model already chosen (``python -m benchmarks.peers``).
@@ -36,7 +39,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from speechmask.checkpoint import default_model_path
-from speechmask.evalsets import EvalPair, eval_set
+from speechmask.evalsets import EARLY_REF_MS, EvalPair, eval_set
 from speechmask.metrics import pesq_wb, si_sdr_db, stoi
 from speechmask.pipeline import mask_floor
 
@@ -115,13 +118,21 @@ def _score(args: tuple[EvalPair, bool]) -> dict:
     pair, with_pesq = args
     clean = np.asarray(pair.clean, np.float32)
     noisy = np.asarray(pair.noisy, np.float32)
-    row: dict = {"id": pair.id, "snr": pair.input_snr_db, "room": pair.id.endswith("_room")}
+    early = None if pair.early is None else np.asarray(pair.early, np.float32)
+    row: dict = {"id": pair.id, "snr": pair.input_snr_db, "room": bool(pair.room)}
+    # The same keys (input, system index) scored against the early reference, room pairs only.
+    early_row: dict = {**row}
 
-    def metrics(est: np.ndarray) -> tuple[float, float, float]:
-        return (si_sdr_db(clean, est), pesq_wb(clean, est) if with_pesq else math.nan,
-                stoi(clean, est))
+    def metrics(est: np.ndarray, ref: np.ndarray = clean) -> tuple[float, float, float]:
+        return (si_sdr_db(ref, est), pesq_wb(ref, est) if with_pesq else math.nan,
+                stoi(ref, est))
 
-    row["noisy"] = metrics(noisy)
+    def score_all(key: object, est: np.ndarray) -> None:
+        row[key] = metrics(est)
+        if early is not None:
+            early_row[key] = metrics(est, early)
+
+    score_all("noisy", noisy)
     # Each model runs once per file, whatever rules its systems apply to its mask.
     outputs = {path: enh.mask_16k(noisy) for path, enh in _MODELS.items()}
     spec = None
@@ -134,7 +145,9 @@ def _score(args: tuple[EvalPair, bool]) -> dict:
             mask = apply_rule(mask, spec.numpy(), rule, values, cfg.sample_rate / cfg.hop)
             out = istft(spec[None] * torch.from_numpy(mask.astype(np.float32))[None],
                         len(noisy), cfg)[0].numpy()
-        row[i] = metrics(out)
+        score_all(i, out)
+    if early is not None:
+        row["early"] = early_row
     return row
 
 
@@ -150,11 +163,15 @@ def paired(rows: Sequence[dict], key: object, ref: object, m: int) -> tuple[floa
     return (mean, se) if n > 1 else (math.nan, math.nan)
 
 
-def print_tables(rows: Sequence[dict], systems: Sequence[str]) -> None:
+def print_tables(rows: Sequence[dict], systems: Sequence[str], overall: bool = True,
+                 title: str = "") -> None:
+    """Per metric, a table of systems x groups (``overall``: all noisy pairs and all clean
+    clips first, then the SNR bands)."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         groups[group_of(r)].append(r)
-        groups["noisy pairs" if math.isfinite(r["snr"]) else "all clean"].append(r)
+        if overall:
+            groups["noisy pairs" if math.isfinite(r["snr"]) else "all clean"].append(r)
 
     def order(name: str) -> tuple[int, float]:
         if name in ("noisy pairs", "all clean", "clean"):
@@ -163,7 +180,7 @@ def print_tables(rows: Sequence[dict], systems: Sequence[str]) -> None:
 
     names = [g for g in sorted(groups, key=order) if g != "clean"]
     for m, metric in enumerate(METRIC_NAMES):
-        print(f"\n### {metric} (mean; paired difference to system 0 ± s.e.)\n")
+        print(f"\n### {metric}{title} (mean; paired difference to system 0 ± s.e.)\n")
         print("| system | " + " | ".join(f"{g} ({len(groups[g])})" for g in names) + " |")
         print("|---|" + "---:|" * len(names))
         for key, label in [("noisy", "input"), *enumerate(systems)]:
@@ -201,6 +218,11 @@ def main(argv: list[str] | None = None) -> None:
         rows = list(tqdm(pool.map(_score, work, chunksize=4), total=len(work), unit="file"))
     print("systems: " + ", ".join(f"{i}: {s}" for i, s in enumerate(args.systems)))
     print_tables(rows, args.systems)
+    early_rows = [r["early"] for r in rows if "early" in r]
+    if early_rows:
+        print(f"\n## Room pairs against the early reference (direct sound + {EARLY_REF_MS:g} ms)")
+        print_tables(early_rows, args.systems, overall=False,
+                     title=f", rooms vs direct + {EARLY_REF_MS:g} ms")
 
 
 if __name__ == "__main__":

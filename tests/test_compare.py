@@ -1,11 +1,14 @@
-"""benchmarks.compare: the mask rules it scores and its system syntax."""
+"""benchmarks.compare: the mask rules it scores, its system syntax and its scoring of room
+pairs against both references."""
 
 import math
 
 import numpy as np
 import pytest
 
-from benchmarks.compare import apply_rule, parse_system, running_snr_db
+from benchmarks.compare import _init, _score, apply_rule, parse_system, print_tables, running_snr_db
+from speechmask.evalsets import EvalPair
+from speechmask.metrics import si_sdr_db
 
 
 @pytest.mark.parametrize("snr_db", [-5.0, 0.0, 20.0])
@@ -62,3 +65,25 @@ def test_mean_se_is_the_paired_mean_and_its_standard_error(diffs, expected):
     assert n == expected[2]
     for got, want in ((mean, expected[0]), (se, expected[1])):
         assert math.isnan(got) if want is None else got == pytest.approx(want)
+
+
+def test_room_pairs_are_scored_against_both_references(capsys):
+    rng = np.random.default_rng(0)
+    early = rng.standard_normal(16_000).astype(np.float32) * 0.1
+    clean = early + np.convolve(early, np.full(400, 1e-3), "same").astype(np.float32)
+    noisy = clean + rng.standard_normal(16_000).astype(np.float32) * 0.03
+
+    def pair(room: str, early_ref):
+        return EvalPair(id=f"p_{room or 'dry'}", clean=clean, noisy=noisy, input_snr_db=5.0,
+                        noise_type="white", speaker="s", speech_file="", noise_file="",
+                        room=room, early=early_ref)
+
+    _init(["default"])
+    dry, room = _score((pair("", None), False)), _score((pair("room01", early), False))
+    assert "early" not in dry and not dry["room"] and room["room"]
+    assert room["noisy"][0] == pytest.approx(si_sdr_db(clean, noisy))
+    assert room["early"]["noisy"][0] == pytest.approx(si_sdr_db(early, noisy))
+    assert room["early"][0][0] != room[0][0]  # the system's output, scored twice
+    print_tables([room["early"]], ["default"], overall=False, title=", early")
+    out = capsys.readouterr().out
+    assert "### si_sdr, early" in out and "| 5R (1) |" in out and "noisy pairs" not in out

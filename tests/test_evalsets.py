@@ -15,6 +15,7 @@ from speechmask.evalsets import (
     eval_pairs,
     eval_set,
     heldout_pairs,
+    load_early,
     load_pair,
     ood_pairs,
     read_pairs,
@@ -59,6 +60,29 @@ def test_ood_covers_every_snr_dry_and_in_rooms(ood):
         noise = p.noisy - p.clean
         snr = 10 * np.log10(np.sum(p.clean**2) / np.sum(noise**2))
         assert snr == pytest.approx(p.input_snr_db, abs=0.01)
+
+
+def test_room_pairs_carry_an_early_reference_dry_pairs_none(ood):
+    for p in ood:
+        if not p.room:
+            assert p.early is None
+            continue
+        assert p.early.shape == p.clean.shape and p.early.dtype == np.float32
+        # Same level as the reverberant reference: the early part holds the direct sound and
+        # most of the energy, the late tail (clean - early) is what a dereverberator removes.
+        late = p.clean - p.early
+        assert 0 < np.sum(late**2) < np.sum(p.early**2)
+        assert snr_db(p.clean, p.early) > 0
+
+
+def test_early_reference_longer_than_the_response_is_the_reverberant_one(ext, monkeypatch):
+    import speechmask.evalsets as evalsets
+
+    monkeypatch.setattr(evalsets, "EARLY_REF_MS", 1e5)  # 100 s: longer than any response
+    room_pairs = [p for p in ood_pairs(ext, count=10) if p.room]
+    assert room_pairs
+    for p in room_pairs:
+        np.testing.assert_allclose(p.early, p.clean, atol=1e-5)
 
 
 def test_full_ood_set_size(ext):
@@ -131,7 +155,19 @@ def test_write_read_pairs_round_trip(corpus, tmp_path):
     assert [r.id for r in rows] == [p.id for p in pairs]
     clean, noisy = load_pair(rows[0])
     assert np.allclose(noisy, pairs[0].noisy, atol=1 / 32768 + 1e-6)
+    assert load_early(rows[0], len(clean)) is None  # corpus pairs are dry
     assert not list((tmp_path / "set").rglob("*.part"))
+
+
+def test_write_read_pairs_round_trip_with_early_reference(ood, tmp_path):
+    pairs = ood[:12]
+    rows = read_pairs(write_pairs(pairs, tmp_path / "set"))
+    for row, pair in zip(rows, pairs, strict=True):
+        clean, _ = load_pair(row)
+        early = load_early(row, len(clean))
+        assert (early is None) == (pair.early is None)
+        if early is not None:
+            assert np.allclose(early, pair.early, atol=1 / 32768 + 1e-6)
 
 
 @pytest.mark.parametrize("content", ["", "a,b\n1,2\n", "\x00\xff garbage"])

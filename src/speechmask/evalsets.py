@@ -5,7 +5,8 @@
   holds (the corpus extension's test parts: 100 Speech Commands speakers, 13 recordings of
   applause, rain, typing, engines, music, ...), at -5/0/5/10/20 dB input SNR, every other
   speaker in a simulated room (speech and noise reverberated; the reference is the reverberant
-  speech: we remove noise, not the room).
+  speech: we remove noise, not the room). Room pairs also carry a second reference, the direct
+  sound and the first :data:`EARLY_REF_MS` of reflections, for a model that removes the tail.
 - ``clean``: clean speech of unseen speakers (the same 100 crowd-sourced speakers plus the
   corpus' four test speakers) fed with no noise at all; the output is scored against the input.
   A denoiser should give it back untouched.
@@ -34,7 +35,7 @@ from .audio import MODEL_RATE, AudioError, load_mono, write_audio
 from .augment import GENERATORS, generated_noise
 from .corpus import SPLITS, Corpus, CorpusFile, DataError
 from .mixing import mix
-from .rooms import RoomConfig, reverberate, rir_bank
+from .rooms import RoomConfig, early_part, reverberate, rir_bank
 from .sources import Utterance, default_ext_dir, noise_files, speech_utterances
 
 # Input SNRs of every fixed evaluation set, in dB: from hard (-5) to easy (10).
@@ -51,6 +52,10 @@ OOD_SNRS_DB = (-5.0, 0.0, 5.0, 10.0, 20.0)
 # bank (seed 0), so no test response was ever trained on.
 VALID_ROOMS = RoomConfig(count=20, seed=1)
 TEST_ROOMS = RoomConfig(count=50, seed=2)
+# The early reference of a room pair: direct sound + the first 50 ms of reflections, the
+# boundary of the C50 clarity index (what reaches a listener within 50 ms adds to intelligibility,
+# what comes later blurs it); mix.augment.room_early_ms trains towards the same kind of target.
+EARLY_REF_MS = 50.0
 # Corpus test utterances per speaker in the clean set (4 speakers).
 CLEAN_VCC_PER_SPEAKER = 10
 
@@ -76,6 +81,9 @@ class EvalPair:
     noise_file: str  # where the noise came from (corpus path, file name, "generated:KIND", "")
     # "" for a dry pair, else the simulated room both speech and noise were played in.
     room: str = ""
+    # [samples] a room pair's early reference (direct sound + EARLY_REF_MS of reflections, at
+    # the level of ``clean``); None for a dry or clean pair.
+    early: np.ndarray | None = None
 
 
 def eval_pairs(
@@ -168,6 +176,8 @@ def _noisy_pairs(
         room = int(np.random.default_rng([SEED, salt, rank]).integers(len(bank))) if (
             rank % 2) else None
         speech = reverberate(utt.audio, bank[room]) if room is not None else utt.audio
+        early = (reverberate(utt.audio, early_part(bank[room], EARLY_REF_MS))
+                 if room is not None else None)
         for j, snr in enumerate(snrs_db):
             if count is not None and len(pairs) >= count:
                 return pairs
@@ -187,12 +197,17 @@ def _noisy_pairs(
             if room is not None:
                 noise = reverberate(noise, bank[(room + 1) % len(bank)])
             m = mix(speech, noise, float(snr), rng)
+            # mix() scales the speech by one gain (level, peak limit): the early reference
+            # gets the same one, so clean - early is exactly the late tail at the pair's level.
+            dry64 = speech.astype(np.float64)
+            gain = float(m.clean @ dry64) / max(float(dry64 @ dry64), 1e-20)
             pairs.append(EvalPair(
                 id=f"{name}_{rank:04d}_{utt.speaker}_snr{int(snr):+d}"
                    + ("_room" if room is not None else ""),
                 clean=m.clean, noisy=m.noisy, input_snr_db=float(snr), noise_type=label,
                 speaker=utt.speaker, speech_file=utt.name, noise_file=file,
                 room=f"room{room:02d}" if room is not None else "",
+                early=(early * gain).astype(np.float32) if early is not None else None,
             ))
     return pairs
 
@@ -277,17 +292,20 @@ def eval_set(
 
 
 PAIRS_COLUMNS = ("id", "noisy", "clean", "input_snr_db", "noise_type", "speaker",
-                 "speech_file", "noise_file", "room")
+                 "speech_file", "noise_file", "room", "early")
 
 
 def write_pairs(pairs: Sequence[EvalPair], out_dir: str | os.PathLike) -> Path:
-    """Write ``noisy/ID.flac``, ``clean/ID.flac`` and ``pairs.csv`` (paths relative to it)."""
+    """Write ``noisy/ID.flac``, ``clean/ID.flac``, ``early/ID.flac`` (room pairs) and
+    ``pairs.csv`` (paths relative to it; ``early`` empty for a dry pair)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for p in pairs:
         noisy = write_audio(out_dir / "noisy" / f"{p.id}.flac", p.noisy, MODEL_RATE)
         clean = write_audio(out_dir / "clean" / f"{p.id}.flac", p.clean, MODEL_RATE)
+        early = (write_audio(out_dir / "early" / f"{p.id}.flac", p.early, MODEL_RATE)
+                 if p.early is not None else None)
         rows.append({
             "id": p.id,
             "noisy": str(noisy.relative_to(out_dir)),
@@ -298,6 +316,7 @@ def write_pairs(pairs: Sequence[EvalPair], out_dir: str | os.PathLike) -> Path:
             "speech_file": p.speech_file,
             "noise_file": p.noise_file,
             "room": p.room,
+            "early": str(early.relative_to(out_dir)) if early is not None else "",
         })
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=PAIRS_COLUMNS)
@@ -317,6 +336,7 @@ class PairRow:
     noise_type: str
     speaker: str
     room: str = ""
+    early: Path | None = None  # a room pair's early reference (pairs.csv column "early")
 
 
 def read_pairs(csv_path: str | os.PathLike) -> list[PairRow]:
@@ -342,7 +362,8 @@ def read_pairs(csv_path: str | os.PathLike) -> list[PairRow]:
             snr = float("nan")
         out.append(PairRow(row["id"], base / row["noisy"], base / row["clean"], snr,
                            row.get("noise_type", ""), row.get("speaker", ""),
-                           row.get("room") or ""))
+                           row.get("room") or "",
+                           base / row["early"] if row.get("early") else None))
     return out
 
 
@@ -354,3 +375,13 @@ def load_pair(row: PairRow) -> tuple[np.ndarray, np.ndarray]:
                                     f"{row.clean.name} ({len(clean)} samples)")
     n = min(len(clean), len(noisy))
     return clean[:n], noisy[:n]
+
+
+def load_early(row: PairRow, length: int) -> np.ndarray | None:
+    """A room row's early reference, ``length`` samples (that of :func:`load_pair`), or None."""
+    if row.early is None:
+        return None
+    early = load_mono(row.early)
+    if abs(len(early) - length) > MODEL_RATE // 100:
+        raise AudioError(row.early, f"length {len(early)} differs from its pair's ({length})")
+    return np.pad(early[:length], (0, max(0, length - len(early))))
