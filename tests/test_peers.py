@@ -22,7 +22,13 @@ if str(_ROOT) not in sys.path:
 from benchmarks.peers import report as rep  # noqa: E402
 from benchmarks.peers import systems as sy  # noqa: E402
 from benchmarks.peers.delay import estimate_delay, shift_back  # noqa: E402
-from benchmarks.peers.runner import Pair, RunConfig, run_pairs, sample_pairs  # noqa: E402
+from benchmarks.peers.runner import (  # noqa: E402
+    Pair,
+    RunConfig,
+    run_pairs,
+    sample_pairs,
+    score_pair,
+)
 from speechmask.model import MaskNet, ModelConfig  # noqa: E402
 
 RATE = 16_000
@@ -186,6 +192,65 @@ def test_paired_differences_file_by_file():
     row = next(line for line in text.splitlines() if line.startswith("| RNNoise | +"))
     assert "| +0.00 ± 1.00 (50 %) |" in row and "| +0.50 (100 %) |" in row
     assert rep.paired_differences(_fake_rows(), _fake_infos(), ["snr"]) == {}  # no speechmask
+
+
+def _room_rows():
+    """speechmask and RNNoise on one dry and two room pairs; room rows carry early scores."""
+    rows = []
+    for pid, room, gain, early_gain in [("d", "", 2.0, None), ("r1", "room01", 1.0, 4.0),
+                                        ("r2", "room07", 3.0, 6.0)]:
+        for system, offset in (("speechmask", gain), ("rnnoise", 0.0)):
+            row = {"id": pid, "system": system, "input_snr_db": 5.0, "noise_type": "x",
+                   "room": room, "seconds": 1.0, "si_sdr": 5.0 + offset, "stoi": 0.8,
+                   "delay": 0, "rtf": 0.01}
+            if early_gain is not None:
+                row.update(si_sdr_early=5.0 + (early_gain if system == "speechmask" else 1.0),
+                           stoi_early=0.7)
+            rows.append(row)
+    return rows
+
+
+def test_conditions_split_dry_rooms_and_the_early_reference():
+    infos = _fake_infos() + [{"key": "speechmask", "name": "speechmask", "status": "ok",
+                              "available": True, "native_rate": 16000, "latency_ms": 48,
+                              "param_count": 100, "reference_only": False}]
+    r = rep.aggregate(_room_rows(), infos, ["si_sdr", "stoi"], source="fake")
+    assert list(r["by_condition"]) == list(rep.CONDITIONS)
+    assert r["by_condition"]["dry"]["speechmask"]["si_sdr"] == 7.0
+    assert r["by_condition"]["rooms"]["speechmask"]["si_sdr"] == 7.0  # (6 + 8) / 2
+    early = r["by_condition"]["rooms, early reference"]
+    assert early["speechmask"]["si_sdr"] == 10.0 and early["rnnoise"]["si_sdr"] == 6.0
+    assert early["speechmask"]["stoi"] == pytest.approx(0.7) and early["speechmask"]["pairs"] == 2
+    paired = r["paired_by_condition"]["rooms, early reference"]["rnnoise"]["si_sdr"]
+    assert paired["mean"] == 4.0 and paired["se"] == pytest.approx(1.0) and paired["pairs"] == 2
+    text = rep.format_tables(r)
+    assert "**By condition**" in text and "| rooms, early reference (2) | RNNoise | 6.00 |" in text
+    assert "|  | speechmask | 10.00 |" in text
+    assert "| dry | RNNoise | +2.00 (100 %) |" in text
+    # A set without rooms (or rows of an older report) has no condition tables.
+    plain = rep.aggregate(_fake_rows(), _fake_infos(), ["snr"], source="fake")
+    assert plain["by_condition"] == {} and "By condition" not in rep.format_tables(plain)
+
+
+def test_room_pairs_are_scored_against_both_references(speech_like, white_noise):
+    early = speech_like(0.5, seed=1)
+    clean = early + 0.3 * np.roll(early, 800)  # a "late tail": a 50 ms echo
+    noisy = (clean + 0.1 * white_noise(len(clean), seed=4)).astype(np.float32)
+    pair = Pair("p_room", clean, noisy, 5.0, "white", "room03", early)
+    (row,) = score_pair(pair, sy.build_systems(["noisy"]), ["si_sdr", "stoi"])
+    assert row["room"] == "room03"
+    assert row["si_sdr_early"] < row["si_sdr"]  # the input's echo is an error vs the early ref
+    (dry,) = score_pair(Pair("p", clean, noisy, 5.0, "white"), sy.build_systems(["noisy"]),
+                        ["si_sdr"])
+    assert dry["room"] == "" and "si_sdr_early" not in dry
+
+
+def test_ood_pairs_carry_room_and_early_reference():
+    from benchmarks.peers.runner import load_test_pairs
+
+    pairs, _ = load_test_pairs("ood", count=10)  # the first speaker dry, the second in a room
+    assert [bool(p.room) for p in pairs] == [False] * 5 + [True] * 5
+    assert all((p.early is not None) == bool(p.room) for p in pairs)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,9 +20,11 @@ use another).
 Method: each output is shifted back by its delay (FFT cross-correlation with the noisy input,
 0-100 ms), then scored against the clean speech with SNR, SI-SDR, PESQ-WB and STOI; the CPU
 real-time factor is measured on one thread. Means overall, by input SNR and by noise type are
-printed as markdown tables. ``--out DIR`` also writes ``peers.md``, ``peers.json``,
-``peers_metrics.png`` (bar chart), ``peers_spectrogram.png`` (noisy / speechmask / clean) and
-``samples/`` (3 noisy + speechmask FLAC pairs at different noise types).
+printed as markdown tables; a set with room pairs (ood) also gets them by condition: dry, rooms
+against the reverberant speech, rooms against the early reference (direct sound + 50 ms), each
+with speechmask's paired differences to every peer. ``--out DIR`` also writes ``peers.md``,
+``peers.json``, ``peers_metrics.png`` (bar chart), ``peers_spectrogram.png`` (noisy /
+speechmask / clean) and ``samples/`` (3 noisy + speechmask FLAC pairs at different noise types).
 
 Run time: about 1.75 CPU seconds per second of audio with every system (measured with
 ``--count 8`` on a 2-core AMD EPYC shared with a training job): the whole test set (864 pairs,

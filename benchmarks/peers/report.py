@@ -47,13 +47,37 @@ def _snr_key(value: float) -> str:
     return "?" if value is None or math.isnan(value) else f"{value:g}"
 
 
+# Conditions of a set with room pairs: the dry pairs, the room pairs against the reverberant
+# speech (the set's reference) and the same room pairs against their early reference.
+CONDITIONS = ("dry", "rooms", "rooms, early reference")
+
+
+def condition_rows(rows: Sequence[dict], metrics: Sequence[str]) -> dict[str, list[dict]]:
+    """Rows per condition of :data:`CONDITIONS`; empty when no pair was in a room (rows of
+    reports older than the ``room`` column count as dry). In the early-reference condition
+    each metric holds the score against the early reference."""
+    if not any(r.get("room") for r in rows):
+        return {}
+    out: dict[str, list[dict]] = {c: [] for c in CONDITIONS}
+    for r in rows:
+        if not r.get("room"):
+            out["dry"].append(r)
+            continue
+        out["rooms"].append(r)
+        if all(f"{m}_early" in r for m in metrics):
+            out["rooms, early reference"].append({**r, **{m: r[f"{m}_early"] for m in metrics}})
+    return {c: v for c, v in out.items() if v}
+
+
 def aggregate(rows: Sequence[dict], systems: Sequence[dict], metrics: Sequence[str],
               source: str = "", machine: dict | None = None) -> dict:
     """The JSON-able report of per-pair ``rows`` (from :func:`runner.run_pairs`).
 
     ``systems`` are the :meth:`System.info` dicts of every system asked for, available or not
     (unavailable ones appear in the tables with their status). Means are per system key:
-    ``overall[key]``, ``by_snr[key][snr]``, ``by_noise[key][noise_type]``.
+    ``overall[key]``, ``by_snr[key][snr]``, ``by_noise[key][noise_type]``, and for a set with
+    room pairs ``by_condition[condition][key]`` and ``paired_by_condition[condition]`` (see
+    :data:`CONDITIONS`).
     """
     per_system: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
@@ -83,6 +107,15 @@ def aggregate(rows: Sequence[dict], systems: Sequence[dict], metrics: Sequence[s
         }
         report["by_noise"][key] = {k: _group_means(v, metrics) for k, v in sorted(by_noise.items())}
     report["paired"] = paired_differences(rows, systems, metrics)
+    report["by_condition"], report["paired_by_condition"] = {}, {}
+    for condition, cond_rows in condition_rows(rows, metrics).items():
+        by_key: dict[str, list[dict]] = defaultdict(list)
+        for r in cond_rows:
+            by_key[r["system"]].append(r)
+        report["by_condition"][condition] = {k: _group_means(v, metrics)
+                                             for k, v in by_key.items()}
+        report["paired_by_condition"][condition] = paired_differences(cond_rows, systems,
+                                                                      metrics)
     report["per_pair"] = list(rows)
     return report
 
@@ -203,6 +236,7 @@ def format_tables(report: dict) -> str:
             lines.append(f"| {names.get(key, key)} | " + " | ".join(
                 _fmt_paired(m, by_metric[m]) for m in metrics) + " |")
     ran = [i for i in report["systems"] if i["key"] in report["overall"]]
+    lines += _condition_tables(report, ran, metrics)
     for group, title in (("by_snr", "input SNR dB"), ("by_noise", "noise type")):
         keys: list[str] = []
         for info in ran:
@@ -222,6 +256,40 @@ def format_tables(report: dict) -> str:
                 lines.append(f"| {info['name']} | " + " | ".join(
                     _fmt(m, vals[k][m]) if k in vals else DASH for k in keys) + " |")
     return "\n".join(lines)
+
+
+def _condition_tables(report: dict, ran: Sequence[dict], metrics: Sequence[str]) -> list[str]:
+    """Markdown: means per condition (dry, rooms, rooms against the early reference) and
+    speechmask minus each peer per condition; nothing for a set without rooms."""
+    by_condition = report.get("by_condition") or {}
+    if not by_condition:
+        return []
+    lines = ["", "**By condition**: dry pairs; room pairs against the reverberant speech (the "
+             "set's reference: keep the room); the same room pairs against their early "
+             "reference (direct sound + the first 50 ms of reflections: remove the tail)", "",
+             "| condition | system | " + " | ".join(METRIC_LABELS[m] for m in metrics) + " |",
+             "|---|---|" + "---:|" * len(metrics)]
+    for condition, means in by_condition.items():
+        first = True
+        for info in ran:
+            if info["key"] not in means:
+                continue
+            label = f"{condition} ({means[info['key']]['pairs']})" if first else ""
+            first = False
+            lines.append(f"| {label} | {info['name']} | " + " | ".join(
+                _fmt(m, means[info["key"]][m]) for m in metrics) + " |")
+    paired = report.get("paired_by_condition") or {}
+    if any(paired.values()):
+        names = {i["key"]: i["name"] for i in report["systems"]}
+        lines += ["", "**speechmask minus each peer, by condition** (mean ± standard error over "
+                  "the same files; share of files higher)", "",
+                  "| condition | peer | " + " | ".join(METRIC_LABELS[m] for m in metrics) + " |",
+                  "|---|---|" + "---:|" * len(metrics)]
+        for condition, by_peer in paired.items():
+            for n, (key, by_metric) in enumerate(by_peer.items()):
+                lines.append(f"| {condition if n == 0 else ''} | {names.get(key, key)} | "
+                             + " | ".join(_fmt_paired(m, by_metric[m]) for m in metrics) + " |")
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Per pair and system: the output of :meth:`System.run`, its delay against the noisy input
 (:func:`~benchmarks.peers.delay.estimate_delay`, 0..``max_delay``), the aligned output scored
-against the clean speech with :func:`speechmask.metrics.score` (SNR, SI-SDR, PESQ-WB, STOI), and
+against the clean speech with :func:`speechmask.metrics.score` (SNR, SI-SDR, PESQ-WB, STOI; a room
+pair also against its early reference, as ``METRIC_early``), and
 the CPU real-time factor: ``time.process_time()`` around ``run()`` / audio seconds, with one
 thread (``torch.set_num_threads(1)``; BLAS/OpenMP pinned by ``__main__``). Each system is reset
 before each file (fresh state, not timed) and warmed up once per process (not timed).
@@ -38,10 +39,12 @@ class Pair:
     """One test mixture: ``[samples]`` float32 at 16 kHz."""
 
     id: str
-    clean: np.ndarray
+    clean: np.ndarray  # the reference (reverberant speech for a room pair)
     noisy: np.ndarray
     input_snr_db: float
     noise_type: str
+    room: str = ""  # "" for a dry pair, else the simulated room's name
+    early: np.ndarray | None = None  # a room pair's early reference (direct + first 50 ms)
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,8 @@ class RunConfig:
 
 def pairs_from_eval(eval_pairs: Iterable) -> list[Pair]:
     """:class:`Pair` objects from ``speechmask.evalsets.EvalPair`` objects."""
-    return [Pair(p.id, p.clean, p.noisy, float(p.input_snr_db), p.noise_type)
-            for p in eval_pairs]
+    return [Pair(p.id, p.clean, p.noisy, float(p.input_snr_db), p.noise_type,
+                 p.room, p.early) for p in eval_pairs]
 
 
 def load_test_pairs(
@@ -70,14 +73,15 @@ def load_test_pairs(
     splits, the out-of-domain set, clean pass-through, held-out speakers) built in memory, or the
     pairs of a ``pairs.csv``. Returns ``(pairs, description)``."""
     from speechmask.corpus import Corpus
-    from speechmask.evalsets import eval_set, load_pair, read_pairs
+    from speechmask.evalsets import eval_set, load_early, load_pair, read_pairs
 
     if pairs_csv is not None:
         rows = read_pairs(pairs_csv)[:count]
         pairs = []
         for row in rows:
             clean, noisy = load_pair(row)
-            pairs.append(Pair(row.id, clean, noisy, row.input_snr_db, row.noise_type or "?"))
+            pairs.append(Pair(row.id, clean, noisy, row.input_snr_db, row.noise_type or "?",
+                              row.room, load_early(row, len(clean))))
         return pairs, str(pairs_csv)
     main = Corpus(corpus_dir) if corpus_dir is not None else None
     return pairs_from_eval(eval_set(split, count, main=main)), (
@@ -97,7 +101,8 @@ def warm_up(systems: Sequence[System]) -> None:
 def score_pair(pair: Pair, systems: Sequence[System], metrics: Sequence[str] = tuple(METRICS),
                max_delay_ms: float = MAX_DELAY_MS) -> list[dict]:
     """Rows of one pair, one per system: metrics of the aligned output, ``delay`` (samples at
-    16 kHz), ``rtf`` (CPU s / audio s) and the pair's metadata."""
+    16 kHz), ``rtf`` (CPU s / audio s) and the pair's metadata (``room``); a room pair with an
+    early reference also gets every metric against it, as ``METRIC_early``."""
     seconds = len(pair.noisy) / MODEL_RATE
     max_delay = int(round(max_delay_ms * MODEL_RATE / 1000))
     rows = []
@@ -111,13 +116,16 @@ def score_pair(pair: Pair, systems: Sequence[System], metrics: Sequence[str] = t
                                f"{len(pair.noisy)}")
         lag = estimate_delay(pair.noisy, out, max_delay)
         aligned = shift_back(out, lag)
-        if np.all(np.isfinite(aligned)):
-            scores = score(pair.clean, aligned, tuple(metrics))
-        else:
-            scores = {m: float("nan") for m in metrics}
+        finite = bool(np.all(np.isfinite(aligned)))
+        scores = (score(pair.clean, aligned, tuple(metrics)) if finite
+                  else {m: float("nan") for m in metrics})
+        if pair.early is not None:
+            early = (score(pair.early, aligned, tuple(metrics)) if finite
+                     else {m: float("nan") for m in metrics})
+            scores.update({f"{m}_early": v for m, v in early.items()})
         rows.append({"id": pair.id, "system": system.key, "input_snr_db": pair.input_snr_db,
-                     "noise_type": pair.noise_type, "seconds": seconds, **scores,
-                     "delay": lag, "rtf": cpu / seconds})
+                     "noise_type": pair.noise_type, "room": pair.room, "seconds": seconds,
+                     **scores, "delay": lag, "rtf": cpu / seconds})
     return rows
 
 
