@@ -172,10 +172,13 @@ def print_tables(rows: Sequence[dict], systems: Sequence[str], overall: bool = T
         groups[group_of(r)].append(r)
         if overall:
             groups["noisy pairs" if math.isfinite(r["snr"]) else "all clean"].append(r)
+            if math.isfinite(r["snr"]):  # per set: the corpus' valid pairs, the held-out ones
+                groups[f"{r['id'].split('_')[0]} noisy"].append(r)
 
     def order(name: str) -> tuple[int, float]:
-        if name in ("noisy pairs", "all clean", "clean"):
-            return (0 if name == "noisy pairs" else 1, 0.0)
+        if name in ("noisy pairs", "all clean", "clean") or name.endswith(" noisy"):
+            rank = {"noisy pairs": 0, "valid noisy": 1, "heldout noisy": 2, "all clean": 3}
+            return (0, rank.get(name, 2.5))
         return (2, float(name.rstrip("R")) + (0.5 if name.endswith("R") else 0.0))
 
     names = [g for g in sorted(groups, key=order) if g != "clean"]

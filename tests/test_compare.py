@@ -87,3 +87,17 @@ def test_room_pairs_are_scored_against_both_references(capsys):
     print_tables([room["early"]], ["default"], overall=False, title=", early")
     out = capsys.readouterr().out
     assert "### si_sdr, early" in out and "| 5R (1) |" in out and "noisy pairs" not in out
+
+
+def test_tables_give_each_validation_set_its_own_column(capsys):
+    def row(pid: str, snr: float, gain: float) -> dict:
+        return {"id": pid, "snr": snr, "room": False, "noisy": (1.0, 1.5, 0.8),
+                0: (1.0 + gain, 2.0, 0.9)}
+
+    rows = [row("valid_0001_x", 5.0, 2.0), row("heldout_0002_y", 5.0, 4.0),
+            row("heldout_clean_0003_z", math.inf, 0.0)]
+    print_tables(rows, ["m"])
+    header = next(line for line in capsys.readouterr().out.splitlines()
+                  if line.startswith("| system | noisy"))
+    assert header.split(" | ")[1:5] == ["noisy pairs (2)", "valid noisy (1)",
+                                        "heldout noisy (1)", "all clean (1)"]
