@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from speechmask.audio import MODEL_RATE
+from speechmask.evalsets import EARLY_REF_MS
 
 from ..stats import mean_se
 
@@ -266,7 +267,8 @@ def _condition_tables(report: dict, ran: Sequence[dict], metrics: Sequence[str])
         return []
     lines = ["", "**By condition**: dry pairs; room pairs against the reverberant speech (the "
              "set's reference: keep the room); the same room pairs against their early "
-             "reference (direct sound + the first 50 ms of reflections: remove the tail)", "",
+             f"reference (direct sound + the first {EARLY_REF_MS:g} ms of reflections: remove the "
+             "tail)", "",
              "| condition | system | " + " | ".join(METRIC_LABELS[m] for m in metrics) + " |",
              "|---|---|" + "---:|" * len(metrics)]
     for condition, means in by_condition.items():

@@ -98,6 +98,12 @@ def warm_up(systems: Sequence[System]) -> None:
         system.run(noise, np.zeros_like(noise))
 
 
+def _scores(ref: np.ndarray, out: np.ndarray, metrics: Sequence[str],
+            finite: bool) -> dict[str, float]:
+    """``metrics`` of ``out`` against ``ref``; all NaN for an output that is not finite."""
+    return score(ref, out, tuple(metrics)) if finite else {m: float("nan") for m in metrics}
+
+
 def score_pair(pair: Pair, systems: Sequence[System], metrics: Sequence[str] = tuple(METRICS),
                max_delay_ms: float = MAX_DELAY_MS) -> list[dict]:
     """Rows of one pair, one per system: metrics of the aligned output, ``delay`` (samples at
@@ -117,11 +123,9 @@ def score_pair(pair: Pair, systems: Sequence[System], metrics: Sequence[str] = t
         lag = estimate_delay(pair.noisy, out, max_delay)
         aligned = shift_back(out, lag)
         finite = bool(np.all(np.isfinite(aligned)))
-        scores = (score(pair.clean, aligned, tuple(metrics)) if finite
-                  else {m: float("nan") for m in metrics})
+        scores = _scores(pair.clean, aligned, metrics, finite)
         if pair.early is not None:
-            early = (score(pair.early, aligned, tuple(metrics)) if finite
-                     else {m: float("nan") for m in metrics})
+            early = _scores(pair.early, aligned, metrics, finite)
             scores.update({f"{m}_early": v for m, v in early.items()})
         rows.append({"id": pair.id, "system": system.key, "input_snr_db": pair.input_snr_db,
                      "noise_type": pair.noise_type, "room": pair.room, "seconds": seconds,

@@ -197,17 +197,14 @@ def _noisy_pairs(
             if room is not None:
                 noise = reverberate(noise, bank[(room + 1) % len(bank)])
             m = mix(speech, noise, float(snr), rng)
-            # mix() scales the speech by one gain (level, peak limit): the early reference
-            # gets the same one, so clean - early is exactly the late tail at the pair's level.
-            dry64 = speech.astype(np.float64)
-            gain = float(m.clean @ dry64) / max(float(dry64 @ dry64), 1e-20)
             pairs.append(EvalPair(
                 id=f"{name}_{rank:04d}_{utt.speaker}_snr{int(snr):+d}"
                    + ("_room" if room is not None else ""),
                 clean=m.clean, noisy=m.noisy, input_snr_db=float(snr), noise_type=label,
                 speaker=utt.speaker, speech_file=utt.name, noise_file=file,
                 room=f"room{room:02d}" if room is not None else "",
-                early=(early * gain).astype(np.float32) if early is not None else None,
+                # The speech's gain in the mixture: clean - early is the late tail exactly.
+                early=(early * m.gain).astype(np.float32) if early is not None else None,
             ))
     return pairs
 

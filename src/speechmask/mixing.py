@@ -44,6 +44,9 @@ class Mixture:
     snr_db: float = float("nan")
     # Whether the speech was reverberated in a simulated room (the target keeps the reverb).
     room: bool = False
+    # Linear factor mix() applied to the speech (overall gain x peak limit): clean = speech x
+    # gain, so a reference derived from the same speech (its early part) can be matched to it.
+    gain: float = 1.0
 
     @cached_property
     def noisy(self) -> np.ndarray:
@@ -67,7 +70,9 @@ def mix(
     peak = float(np.max(np.abs(clean + noise_seg)))
     if peak > peak_limit:
         clean, noise_seg = clean * (peak_limit / peak), noise_seg * (peak_limit / peak)
-    return Mixture(clean.astype(np.float32), noise_seg.astype(np.float32), float(snr_db))
+        gain *= peak_limit / peak
+    return Mixture(clean.astype(np.float32), noise_seg.astype(np.float32), float(snr_db),
+                   gain=gain)
 
 
 @dataclass(frozen=True)
