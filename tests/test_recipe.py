@@ -182,6 +182,31 @@ def test_another_recipe_cannot_continue_a_run(tmp_path, toy_data):
         run_recipe(_recipe(tmp_path), out, **toy_data)
 
 
+def test_init_from_the_command_line_replaces_the_recipes_and_is_recorded(tmp_path, toy_data):
+    # The same recipe from other weights (e.g. a widened init): the average uses them too.
+    text = 'average = ["init", "second"]\n' + TINY
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="average names 'init'"):
+        load_recipe(path)  # no init in the file, none given
+    start = tmp_path / "start.pt"
+    run_recipe(_recipe(tmp_path, TINY, name="s.toml"), tmp_path / "s", **toy_data)
+    (tmp_path / "s" / "model.pt").rename(start)
+    recipe = load_recipe(path, ("lr=0.002",), init=start)
+    assert recipe.init == start.resolve() and recipe.init_overridden
+    assert recipe.record.endswith(f"# run with --init {start.resolve()} --set lr=0.002\n")
+    final = run_recipe(recipe, tmp_path / "run", **toy_data)
+    init_sd = ckpt.load_raw(start)["state_dict"]
+    second = ckpt.load_raw(tmp_path / "run" / "02_second" / "best.pt")["state_dict"]
+    for key, value in ckpt.load_raw(final)["state_dict"].items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (init_sd[key].float() + second[key].float()) / 2)
+    with pytest.raises(ConfigError, match="another recipe"):  # resumed without --init
+        run_recipe(replace(recipe, init_overridden=False), tmp_path / "run", **toy_data)
+    with pytest.raises(ConfigError, match="none.pt: no such model file"):
+        load_recipe(path, init=tmp_path / "none.pt")
+
+
 def test_cli_recipe_refuses_training_flags(capsys, tmp_path):
     (tmp_path / "r.toml").write_text(TINY)
     code = main(["-q", "train", "--recipe", str(tmp_path / "r.toml"), "--out",

@@ -77,15 +77,19 @@ class Recipe:
     # The final model is the uniform average of these ("init" or stage names), when given;
     # else the last stage's best epoch.
     average: tuple[str, ...] = ()
+    # True when ``init`` was given on the command line (``train --recipe R --init M``: the same
+    # recipe from other weights, e.g. a widened starting model) instead of the file's own.
+    init_overridden: bool = False
 
     @property
     def record(self) -> str:
-        """What the run folder and the final model keep: the text, and the overrides as a
-        closing comment, so a run says exactly what it ran."""
-        if not self.overrides:
+        """What the run folder and the final model keep: the text, and the command-line init
+        and overrides as a closing comment, so a run says exactly what it ran."""
+        flags = [f"--init {self.init}"] if self.init_overridden else []
+        flags += [f"--set {item}" for item in self.overrides]
+        if not flags:
             return self.text
-        return self.text.rstrip("\n") + "\n# run with --set " + " --set ".join(
-            self.overrides) + "\n"
+        return self.text.rstrip("\n") + "\n# run with " + " ".join(flags) + "\n"
 
 
 def _read_text(path: Path) -> str:
@@ -97,11 +101,13 @@ def _read_text(path: Path) -> str:
         raise ConfigError(f"{path}: cannot read the recipe ({err})") from None
 
 
-def parse_recipe(text: str, path: Path, overrides: tuple[str, ...] = ()) -> Recipe:
+def parse_recipe(text: str, path: Path, overrides: tuple[str, ...] = (),
+                 init: str | os.PathLike | None = None) -> Recipe:
     """Parse a recipe's ``text`` (``path`` names it in errors and anchors ``init``);
     ``overrides`` (``KEY=VALUE`` strings as ``--set`` takes them) apply to every stage, after
-    the file. Every stage's configuration is built here, so a typo in the last stage fails
-    before the first one trains for an hour."""
+    the file; ``init`` (a model file, relative to the working directory) replaces the file's
+    ``init``, also where ``average`` names it. Every stage's configuration is built here, so a
+    typo in the last stage fails before the first one trains for an hour."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -147,12 +153,18 @@ def parse_recipe(text: str, path: Path, overrides: tuple[str, ...] = ()) -> Reci
                                   f"model file ({teacher})")
             cfg = replace(cfg, teacher=str(teacher))
         stages.append(Stage(name, cfg, named))
-    init = data.get("init") or None
+    init_override, init = init, data.get("init") or None
     if init is not None and not isinstance(init, str):
         raise ConfigError(f"{path}: init must be a path (text), got {init!r}")
-    init_path = (path.parent / init).resolve() if init else None
-    if init_path is not None and not init_path.is_file():
-        raise ConfigError(f"{path}: init {init!r}: no such model file ({init_path})")
+    override = Path(init_override).resolve() if init_override is not None else None
+    if override is not None:
+        if not override.is_file():
+            raise ConfigError(f"{init_override}: no such model file to start the recipe from")
+        init_path: Path | None = override
+    else:
+        init_path = (path.parent / init).resolve() if init else None
+        if init_path is not None and not init_path.is_file():
+            raise ConfigError(f"{path}: init {init!r}: no such model file ({init_path})")
     average = data.get("average", [])
     known = {"init"} | names if init_path is not None else names
     if not isinstance(average, list) or any(not isinstance(a, str) for a in average):
@@ -166,6 +178,7 @@ def parse_recipe(text: str, path: Path, overrides: tuple[str, ...] = ()) -> Reci
     return Recipe(name=str(data.get("name") or path.stem),
                   description=str(data.get("description") or ""), init=init_path,
                   stages=tuple(stages), text=text, path=path, overrides=tuple(overrides),
+                  init_overridden=override is not None,
                   average=tuple(average))
 
 
@@ -180,10 +193,11 @@ def split_runtime(overrides: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str
     return kept, runtime
 
 
-def load_recipe(path: str | os.PathLike, overrides: tuple[str, ...] = ()) -> Recipe:
+def load_recipe(path: str | os.PathLike, overrides: tuple[str, ...] = (),
+                init: str | os.PathLike | None = None) -> Recipe:
     """Read and parse the recipe file ``path`` (see :func:`parse_recipe`)."""
     path = Path(path)
-    return parse_recipe(_read_text(path), path, overrides)
+    return parse_recipe(_read_text(path), path, overrides, init)
 
 
 def stage_dir(out: Path, index: int, stage: Stage) -> Path:

@@ -105,7 +105,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "`torchrun ... -m speechmask train` on each instead")
     tr.add_argument("--init", default=None, metavar="MODEL.pt",
                     help="start from this model's weights, with a new schedule (its "
-                         "architecture replaces --cell/--hidden/--layers/--compression)")
+                         "architecture replaces --cell/--hidden/--layers/--compression); with "
+                         "--recipe: instead of the recipe's init (e.g. a widened model)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
     tr.add_argument("--overwrite", action="store_true", help="start again in a used --out")
     tr.set_defaults(func=run)
@@ -148,8 +149,7 @@ def _run_recipe(args: argparse.Namespace) -> int:
     from ..recipe import load_recipe, run_recipe, split_runtime
 
     named = [f"--{dest.replace('_', '-')}" for dest in (*TRAIN_FLAGS, "snr_range",
-                                                         "hold_out_noise", "init", "data",
-                                                         "config")
+                                                         "hold_out_noise", "data", "config")
              if dest not in ("threads", "device") and getattr(args, dest, None) is not None]
     named += ["--resume"] * bool(args.resume) + ["--no-augment"] * (args.augment is False)
     named += ["--nproc"] * (args.nproc is not None and args.nproc > 1)
@@ -158,7 +158,7 @@ def _run_recipe(args: argparse.Namespace) -> int:
                         "setting for every stage with --set KEY=VALUE)")
     try:
         overrides, runtime = split_runtime(tuple(args.set or []))
-        recipe = load_recipe(args.recipe, overrides)
+        recipe = load_recipe(args.recipe, overrides, init=args.init)
         runtime.setdefault("threads", args.threads or 0)
         if args.device is not None:
             runtime["device"] = args.device
