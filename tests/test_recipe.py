@@ -207,6 +207,28 @@ def test_init_from_the_command_line_replaces_the_recipes_and_is_recorded(tmp_pat
         load_recipe(path, init=tmp_path / "none.pt")
 
 
+def test_a_recipe_can_widen_its_init_and_average_the_widened_start(tmp_path, toy_data):
+    start = tmp_path / "start.pt"
+    run_recipe(_recipe(tmp_path, TINY, name="s.toml"), tmp_path / "s", **toy_data)
+    (tmp_path / "s" / "model.pt").rename(start)  # hidden 8
+    path = tmp_path / "r.toml"
+    path.write_text('average = ["init", "second"]\n' + TINY)
+    recipe = load_recipe(path, ("model.hidden=12",), init=start)
+    final = run_recipe(recipe, tmp_path / "run", **toy_data)
+    widened = ckpt.load_raw(tmp_path / "run" / "01_first" / "start.pt")
+    assert widened["model_config"]["hidden"] == 12
+    second = ckpt.load_raw(tmp_path / "run" / "02_second" / "best.pt")
+    assert second["model_config"]["hidden"] == 12
+    assert not (tmp_path / "run" / "02_second" / "start.pt").exists()  # 12 -> 12: no widening
+    for key, value in ckpt.load_raw(final)["state_dict"].items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (widened["state_dict"][key].float()
+                                               + second["state_dict"][key].float()) / 2)
+    with pytest.raises(ConfigError, match="stage 'first': hidden 4: the model has 8 units"):
+        run_recipe(load_recipe(path, ("model.hidden=4",), init=start), tmp_path / "narrow",
+                   **toy_data)
+
+
 def test_cli_recipe_refuses_training_flags(capsys, tmp_path):
     (tmp_path / "r.toml").write_text(TINY)
     code = main(["-q", "train", "--recipe", str(tmp_path / "r.toml"), "--out",

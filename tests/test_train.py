@@ -11,7 +11,7 @@ from speechmask.augment import AugmentConfig
 from speechmask.evalsets import EvalPair
 from speechmask.metrics import snr_db
 from speechmask.mixing import MixConfig, mix
-from speechmask.model import ModelConfig
+from speechmask.model import MaskNet, ModelConfig
 from speechmask.train import (
     RunState,
     TrainConfig,
@@ -249,6 +249,21 @@ def test_restore_takes_up_where_last_pt_left(tmp_path, toy):
     assert (state.epoch, state.step, state.rows) == (1, 3, saved["log"])  # 48 examples / 16
     assert state.best == saved["log"][0]["valid_snr_db"] and state.stale == 0
     assert all(torch.equal(saved["state_dict"][k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_build_model_widens_the_init_without_changing_its_masks(tmp_path, toy, cell):
+    # A recipe or --init run with a larger model.hidden starts from the init's masks exactly.
+    speech, noise, valid = toy
+    torch.manual_seed(3)
+    init = MaskNet(ModelConfig(cell=cell, hidden=24, layers=2, dropout=0.0)).eval()
+    cfg = _cfg(model=ModelConfig(cell=cell, hidden=40, layers=2, dropout=0.0))
+    data = TrainData.from_arrays(cfg, speech, noise, valid)
+    model = build_model(start_run(cfg, tmp_path, len(data.train_set)), data.train_set, init)
+    mag = torch.rand(1, 30, 257) * 3
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(mag)[0], init(mag)[0], atol=1e-6, rtol=0)
+    assert model.cfg.hidden == 40 and model.parameter_count() > init.parameter_count()
 
 
 @pytest.mark.parametrize("scores,best,stale,last_improved", [

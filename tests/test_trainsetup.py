@@ -58,6 +58,10 @@ def test_run_folder_rules(tmp_path):
         prepare(RunRequest(out=tmp_path / "new", settings={"model": {"lookahead": 1}}), init)
     cfg = prepare(RunRequest(out=tmp_path / "new", settings={"model": {"dropout": 0.0}}), init)
     assert (cfg.model.hidden, cfg.model.lookahead, cfg.model.dropout) == (16, 2, 0.0)
+    with pytest.raises(SetupError, match="--init: hidden 8: the model has 16 units"):
+        prepare(RunRequest(out=tmp_path / "new", settings={"model": {"hidden": 8}}), init)
+    cfg = prepare(RunRequest(out=tmp_path / "new", settings={"model": {"hidden": 24}}), init)
+    assert (cfg.model.hidden, cfg.model.lookahead) == (24, 2)  # widened: build_model grows it
 
 
 def test_output_plan_and_targets(tmp_path):

@@ -222,8 +222,9 @@ def with_hidden(model: MaskNet, hidden: int, seed: int = 0) -> MaskNet:
     if hidden < 1:
         raise ValueError(f"hidden must be >= 1, got {hidden}")
     old_h, gates = cfg.hidden, 4 if cfg.cell == "lstm" else 3
-    torch.manual_seed(seed)
-    resized = MaskNet(replace(cfg, hidden=hidden))
+    with torch.random.fork_rng(devices=[]):  # the caller's random stream stays as it was
+        torch.manual_seed(seed)
+        resized = MaskNet(replace(cfg, hidden=hidden))
     old, new = model.state_dict(), resized.state_dict()
 
     # keep[l]: the old unit behind each unit of layer l (-1: a new unit).

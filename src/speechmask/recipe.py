@@ -24,6 +24,11 @@ finished stage leaves ``done.json``; running the recipe again skips finished sta
 an interrupted one from its ``last.pt``, so a long recipe can be spread over sessions by
 re-running the same command. The last stage's best model is copied to ``OUT/model.pt`` with
 the recipe's text inside, so ``speechmask info`` can say how it was made.
+
+A stage whose ``model.hidden`` is larger than its starting model's widens it first (new units
+with zero outgoing weights: the same masks, ``model.with_hidden``), so a recipe can grow the
+init (``--set model.hidden=512``); the widened start is kept as ``start.pt`` in the stage's
+folder, and an ``average`` naming ``init`` uses it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from typing import Any
 from . import checkpoint as ckpt
 from .atomic import write_text_atomic
 from .config import ConfigError, from_dict, merge
+from .features import StftConfig
+from .model import with_hidden
 from .train import TrainConfig, adopt_architecture
 from .trainsetup import load_init
 
@@ -50,6 +57,9 @@ RUNTIME_FIELDS = ("threads", "device", "loader_workers")
 DONE = "done.json"
 RECIPE_COPY = "recipe.toml"
 FINAL = "model.pt"
+# A stage that widens its starting model (model.hidden above the init's) keeps the widened
+# start here, in its folder: what an average naming "init" then means.
+WIDENED_START = "start.pt"
 
 
 @dataclass(frozen=True)
@@ -258,8 +268,20 @@ def run_recipe(
         if not resume and previous is not None:
             # As `train --init` does: the same checks, the architecture of the weights.
             init_model, init_history = load_init(previous)
-            cfg = adopt_architecture(cfg, init_model.cfg,
-                                     "lookahead" in stage.settings.get("model", {}))
+            grown = stage.settings.get("model", {})
+            try:
+                cfg = adopt_architecture(cfg, init_model.cfg, "lookahead" in grown,
+                                         "hidden" in grown)
+            except ValueError as err:
+                raise ConfigError(f"{recipe.path}: stage {stage.name!r}: {err}") from None
+            if cfg.model.hidden != init_model.cfg.hidden:
+                # Widened here rather than in training, and kept, so that an average naming
+                # "init" averages the very weights the stage started from.
+                init_model = with_hidden(init_model, cfg.model.hidden, seed=cfg.seed)
+                d.mkdir(parents=True, exist_ok=True)
+                ckpt.save(d / WIDENED_START, ckpt.model_payload(
+                    init_model, StftConfig(), history=init_history,
+                    metrics={"widened_from": str(previous), "hidden": cfg.model.hidden}))
         log.info("stage %d/%d %s: %s%s", i + 1, len(recipe.stages), stage.name,
                  "resuming" if resume else "training",
                  f" from {previous}" if init_model is not None else "")
@@ -274,7 +296,9 @@ def run_recipe(
     if recipe.average:
         bests = {stage.name: stage_dir(out, i, stage) / "best.pt"
                  for i, stage in enumerate(recipe.stages)}
-        sources = [recipe.init if name == "init" else bests[name] for name in recipe.average]
+        first_start = stage_dir(out, 0, recipe.stages[0]) / WIDENED_START
+        init = first_start if first_start.is_file() else recipe.init
+        sources = [init if name == "init" else bests[name] for name in recipe.average]
         log.info("recipe %s: final model = mean of %s", recipe.name, ", ".join(recipe.average))
         previous = ckpt.average_models(sources, out / "average.pt", half=False)
     payload = ckpt.load_raw(previous)

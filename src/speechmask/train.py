@@ -41,6 +41,7 @@ from .model import (  # noqa: F401  (ModelConfig, resolve_device re-exported)
     ModelConfig,
     offline_masks,
     resolve_device,
+    with_hidden,
     with_lookahead,
 )
 from .traindata import TrainData, corpus_noise_and_valid  # noqa: F401  (re-exported)
@@ -176,16 +177,24 @@ def config_from_dict(d: dict) -> TrainConfig:
     return from_dict(TrainConfig, d)
 
 
-def adopt_architecture(cfg: TrainConfig, init: ModelConfig, lookahead_given: bool
-                       ) -> TrainConfig:
+def adopt_architecture(cfg: TrainConfig, init: ModelConfig, lookahead_given: bool,
+                       hidden_given: bool = False) -> TrainConfig:
     """``cfg`` training a model of ``init``'s architecture (``train --init``): its cell, sizes,
     features and normalisation are the init model's; dropout stays ``cfg``'s (a training
-    setting), and so does the look-ahead when ``lookahead_given`` (it may only grow)."""
+    setting), and so do the look-ahead when ``lookahead_given`` and the width when
+    ``hidden_given`` (both may only grow: :func:`build_model` widens the init with silent new
+    units, so training starts from the init's masks exactly)."""
     lookahead = cfg.model.lookahead if lookahead_given else init.lookahead
     if lookahead < init.lookahead:
         raise ValueError(f"look-ahead {lookahead}: the model has look-ahead {init.lookahead}, "
                          "which can be kept or raised, not lowered")
-    return replace(cfg, model=replace(init, dropout=cfg.model.dropout, lookahead=lookahead))
+    hidden = cfg.model.hidden if hidden_given else init.hidden
+    if hidden < init.hidden:
+        raise ValueError(f"hidden {hidden}: the model has {init.hidden} units per layer, which "
+                         "can be kept or raised, not lowered (a narrower model: "
+                         "python -m benchmarks.resize, then train it against the original)")
+    return replace(cfg, model=replace(init, dropout=cfg.model.dropout, lookahead=lookahead,
+                                      hidden=hidden))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,12 +525,15 @@ def start_run(cfg: TrainConfig, out_dir: str | os.PathLike, epoch_size: int,
 def build_model(run: Run, train_set: torch.utils.data.Dataset,
                 init_model: MaskNet | None = None) -> MaskNet:
     """A :class:`MaskNet` of ``run.cfg.model`` on ``run.device``: ``init_model``'s weights
-    (look-ahead grown to the config's), else a random init whose input normalisation is
-    measured on ``train_set``; the first recurrent layer frozen if the config says so."""
+    (look-ahead and width grown to the config's), else a random init whose input normalisation
+    is measured on ``train_set``; the first recurrent layer frozen if the config says so."""
     cfg = run.cfg
     model = MaskNet(cfg.model)
     if init_model is not None:
-        model.load_state_dict(with_lookahead(init_model, cfg.model.lookahead).state_dict())
+        grown = with_lookahead(init_model, cfg.model.lookahead)
+        if cfg.model.hidden != grown.cfg.hidden:
+            grown = with_hidden(grown, cfg.model.hidden, seed=cfg.seed)
+        model.load_state_dict(grown.state_dict())
     else:
         # Computed once (every rank would get the same numbers, but they share the cores).
         mean, std = distributed.on_main(run.dist, lambda: feature_statistics(model, train_set))

@@ -107,8 +107,9 @@ def prepare(request: RunRequest, init_model: MaskNet | None = None) -> TrainConf
         from .train import adopt_architecture
 
         try:
-            cfg = adopt_architecture(cfg, init_model.cfg,
-                                     "lookahead" in explicit.get("model", {}))
+            grown = explicit.get("model", {})
+            cfg = adopt_architecture(cfg, init_model.cfg, "lookahead" in grown,
+                                     "hidden" in grown)
         except ValueError as err:
             raise SetupError(f"--init: {err}") from None
     if request.resume:

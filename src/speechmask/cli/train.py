@@ -105,8 +105,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "`torchrun ... -m speechmask train` on each instead")
     tr.add_argument("--init", default=None, metavar="MODEL.pt",
                     help="start from this model's weights, with a new schedule (its "
-                         "architecture replaces --cell/--hidden/--layers/--compression); with "
-                         "--recipe: instead of the recipe's init (e.g. a widened model)")
+                         "architecture replaces --cell/--layers/--compression; a larger "
+                         "--hidden widens it, new units silent); with --recipe: instead of "
+                         "the recipe's init")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
     tr.add_argument("--overwrite", action="store_true", help="start again in a used --out")
     tr.set_defaults(func=run)
