@@ -269,11 +269,12 @@ def test_data_import_then_train_on_it(capsys, tmp_path, speech_like):
     assert (saved["epochs"], saved["patience"], saved["threads"]) == (2, 0, 1)
     code, _, err = run(capsys, "train", "--data", out, "--out", tmp_path / "run")
     assert code == 1 and "--resume" in err
-    # A new run seeded with that model's weights: its architecture wins over --hidden, and with
-    # a vanishing learning rate the weights come out as they went in.
+    # A new run seeded with that model's weights: its architecture wins over --layers (a
+    # larger --hidden would widen it), and with a vanishing learning rate the weights come out
+    # as they went in.
     init = tmp_path / "run" / "best.pt"
     code, stdout, err = run(capsys, "train", "--data", out, "--out", tmp_path / "seeded",
-                            "--init", init, "--hidden", "32", "--epochs", "1", "--lr", "1e-12",
+                            "--init", init, "--layers", "2", "--epochs", "1", "--lr", "1e-12",
                             "--examples-per-epoch", "8", "--batch-size", "4",
                             "--crop-seconds", "0.5")
     assert code == 0, err
