@@ -1,6 +1,8 @@
 """Training: a tiny model learns on synthetic data, logs, checkpoints and resumes exactly."""
 
 import csv
+import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import torch
 from speechmask import checkpoint as ckpt
 from speechmask.augment import AugmentConfig
 from speechmask.evalsets import EvalPair
+from speechmask.features import StftConfig
 from speechmask.metrics import snr_db
 from speechmask.mixing import MixConfig, mix
 from speechmask.model import MaskNet, ModelConfig
@@ -30,6 +33,7 @@ from speechmask.train import (
     start_run,
     train,
     train_on,
+    validate,
 )
 
 
@@ -264,6 +268,42 @@ def test_build_model_widens_the_init_without_changing_its_masks(tmp_path, toy, c
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(mag)[0], init(mag)[0], atol=1e-6, rtol=0)
     assert model.cfg.hidden == 40 and model.parameter_count() > init.parameter_count()
+
+
+def test_validate_scores_corpus_and_held_out_speakers_apart(toy):
+    # The corpus' valid speakers are its training speakers: the held-out ones get their own
+    # mean (and may pick best.pt); the overall mean is the pair-weighted mean of the two.
+    _, _, valid = toy
+    held = [replace(p, id=f"heldout_{i:04d}") for i, p in enumerate(valid[:3])]
+    clean = EvalPair("heldout_clean_0000", valid[0].clean, valid[0].clean, math.inf, "none",
+                     "toy", "", "")
+    cfg = _cfg()
+    torch.manual_seed(0)
+    model = MaskNet(cfg.model)
+    out = validate(model, cfg, [*valid, *held, clean], StftConfig())
+    only_corpus = validate(model, cfg, valid, StftConfig())
+    only_held = validate(model, cfg, held, StftConfig())
+    assert "valid_heldout_si_sdr_db" not in only_corpus | only_held  # one group: no split
+    assert out["valid_corpus_si_sdr_db"] == pytest.approx(only_corpus["valid_si_sdr_db"])
+    assert out["valid_heldout_si_sdr_db"] == pytest.approx(only_held["valid_si_sdr_db"])
+    assert out["valid_si_sdr_db"] == pytest.approx(
+        (4 * out["valid_corpus_si_sdr_db"] + 3 * out["valid_heldout_si_sdr_db"]) / 7)
+    assert "valid_clean_si_sdr_db" in out
+
+
+def test_selecting_on_held_out_speakers_needs_them(tmp_path, toy):
+    speech, noise, valid = toy
+    cfg = _cfg(epochs=1, select_metric="valid_heldout_si_sdr_db")
+    with pytest.raises(ValueError, match="needs the held-out speakers' pairs"):
+        train_on(TrainData.from_arrays(cfg, speech, noise, valid), cfg, tmp_path / "a",
+                 progress=False)
+    both = [*valid, *(replace(p, id=f"heldout_{i}") for i, p in enumerate(valid))]
+    result = train_on(TrainData.from_arrays(cfg, speech, noise, both), cfg, tmp_path / "b",
+                      progress=False)
+    row = result["best"]
+    assert {"valid_corpus_si_sdr_db", "valid_heldout_si_sdr_db"} <= set(row)
+    header = (tmp_path / "b" / "train_log.csv").read_text().splitlines()[0]
+    assert "valid_heldout_si_sdr_db" in header
 
 
 @pytest.mark.parametrize("scores,best,stale,last_improved", [

@@ -49,7 +49,11 @@ from .traindata import TrainData, corpus_noise_and_valid  # noqa: F401  (re-expo
 log = logging.getLogger(__name__)
 
 LOSSES = ("bce", "bce+snr", "bce+snr+sisdr", "snr")
-SELECT_METRICS = ("valid_snr_db", "valid_si_sdr_db")
+SELECT_METRICS = ("valid_snr_db", "valid_si_sdr_db", "valid_heldout_si_sdr_db")
+# Validation pairs whose id starts with this are the held-out speakers' set
+# (evalsets.heldout_pairs); the others are the corpus' valid split, whose speakers are the
+# training speakers. validate() scores the two groups apart as well when both are present.
+HELDOUT_PREFIX = "heldout"
 
 
 @dataclass(frozen=True)
@@ -124,8 +128,10 @@ class TrainConfig:
     # validate on every type.
     holdout_noise: tuple[str, ...] = ()
     # Validation figure that picks best.pt and drives early stopping: "valid_snr_db" (mean
-    # output SNR over the noisy validation pairs, the project's figure) or "valid_si_sdr_db"
-    # (scale-invariant: does not reward shrinking speech along with the noise).
+    # output SNR over the noisy validation pairs, the project's figure), "valid_si_sdr_db"
+    # (scale-invariant: does not reward shrinking speech along with the noise) or
+    # "valid_heldout_si_sdr_db" (the held-out speakers' noisy pairs only: the corpus' valid
+    # speakers are its training speakers, so their pairs also reward memorising them).
     select_metric: str = "valid_snr_db"
     # Random seed of model init, mixtures and dropout.
     seed: int = 0
@@ -344,14 +350,18 @@ def validate(
 ) -> dict[str, float]:
     """Validation figures over the fixed valid pairs: mean loss, output SNR and SI-SDR (dB)
     over the noisy pairs, and over the clean pass-through pairs (input SNR +inf, if any) the
-    output's SI-SDR against the input (``valid_clean_si_sdr_db``, only with such pairs).
+    output's SI-SDR against the input (``valid_clean_si_sdr_db``, only with such pairs). When
+    the noisy pairs are both corpus pairs and held-out speakers' (ids starting with
+    :data:`HELDOUT_PREFIX`), their SI-SDR also per group: ``valid_corpus_si_sdr_db`` and
+    ``valid_heldout_si_sdr_db``.
 
     With several processes each scores every ``world_size``-th pair and the sums are
     all-reduced; rank 0's means are then broadcast so that early stopping and the choice of
     ``best.pt`` are decided on bit-identical numbers everywhere."""
     model.eval()
-    # Sums of: loss, SNR, SI-SDR, noisy count, clean SI-SDR, clean count.
-    sums = [0.0] * 6
+    # Sums of: loss, SNR, SI-SDR, noisy count, clean SI-SDR, clean count, then SI-SDR and
+    # count of the corpus' noisy pairs and of the held-out speakers' noisy pairs.
+    sums = [0.0] * 10
     for p in pairs[dist.rank::dist.world_size]:
         clean = torch.from_numpy(p.clean)[None]
         noisy = torch.from_numpy(p.noisy)[None]
@@ -363,10 +373,14 @@ def validate(
             sums[5] += 1
             continue
         target = ideal_mask(cfg.target, clean_spec.abs(), (noisy_spec - clean_spec).abs())
+        si_sdr = si_sdr_db(p.clean, est)
         sums[0] += float(compute_loss(cfg, mask, target, noisy_spec, clean_spec))
         sums[1] += snr_db(p.clean, est)
-        sums[2] += si_sdr_db(p.clean, est)
+        sums[2] += si_sdr
         sums[3] += 1
+        group = 8 if p.id.startswith(HELDOUT_PREFIX) else 6
+        sums[group] += si_sdr
+        sums[group + 1] += 1
     model.train()
     if dist.enabled:
         sums = distributed.all_reduce_sum(dist, sums)
@@ -375,6 +389,9 @@ def validate(
            "valid_si_sdr_db": sums[2] / n}
     if n_clean:
         out["valid_clean_si_sdr_db"] = sums[4] / n_clean
+    if sums[7] and sums[9]:
+        out["valid_corpus_si_sdr_db"] = sums[6] / sums[7]
+        out["valid_heldout_si_sdr_db"] = sums[8] / sums[9]
     return distributed.broadcast_object(dist, out) if dist.enabled else out
 
 
@@ -383,7 +400,8 @@ def validate(
 
 
 LOG_COLUMNS = ("epoch", "step", "lr", "train_loss", "valid_loss", "valid_snr_db",
-               "valid_si_sdr_db", "valid_clean_si_sdr_db", "seconds")
+               "valid_si_sdr_db", "valid_clean_si_sdr_db", "valid_corpus_si_sdr_db",
+               "valid_heldout_si_sdr_db", "seconds")
 
 
 def write_log(rows: list[dict], out_dir: Path) -> None:
@@ -404,8 +422,9 @@ def _float(value: object) -> float:
 
 
 def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
-    """Train/valid loss, and per epoch the valid SNR and SI-SDR of the noisy pairs and the
-    clean pass-through SI-SDR where the valid set has clean pairs, as a PNG."""
+    """Train/valid loss, and per epoch the valid SNR and SI-SDR of the noisy pairs (and per
+    group: corpus and held-out speakers, where logged) and the clean pass-through SI-SDR where
+    the valid set has clean pairs, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -423,6 +442,11 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     si_sdr = [_float(r.get("valid_si_sdr_db")) for r in rows]
     if not all(math.isnan(v) for v in si_sdr):
         ax2.plot(epochs, si_sdr, "s-", color="tab:olive", label="SI-SDR")
+    for key, style, label in (("valid_corpus_si_sdr_db", "v--", "SI-SDR, corpus speakers"),
+                              ("valid_heldout_si_sdr_db", "D--", "SI-SDR, held-out speakers")):
+        values = [_float(r.get(key)) for r in rows]
+        if not all(math.isnan(v) for v in values):
+            ax2.plot(epochs, values, style, label=label, markersize=4)
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("valid, noisy pairs (dB)")
     ax2.legend(loc="lower right")
@@ -645,9 +669,12 @@ def record_epoch(run: Run, state: RunState, epoch: int, train_loss: float,
     state.rows.append(row)
     if run.dist.is_main:
         clean = row.get("valid_clean_si_sdr_db")
+        held = row.get("valid_heldout_si_sdr_db")
         log.info("epoch %d: train loss %.4f, valid loss %.4f, valid SNR %.2f dB, SI-SDR "
-                 "%.2f dB%s (%.0f s)", row["epoch"], row["train_loss"], row["valid_loss"],
+                 "%.2f dB%s%s (%.0f s)", row["epoch"], row["train_loss"], row["valid_loss"],
                  row["valid_snr_db"], row["valid_si_sdr_db"],
+                 "" if held is None else (f" (corpus {row['valid_corpus_si_sdr_db']:.2f}, "
+                                          f"held-out {held:.2f})"),
                  "" if clean is None else f", clean pass-through SI-SDR {clean:.2f} dB",
                  row["seconds"])
     score = metrics[cfg.select_metric]
@@ -714,6 +741,12 @@ def train_on(
     dist: DistContext = distributed.SINGLE,
 ) -> dict:
     """Train a model of ``cfg`` on ``data`` into ``out_dir``; see :func:`train`."""
+    if cfg.select_metric == "valid_heldout_si_sdr_db" and not (
+            any(p.id.startswith(HELDOUT_PREFIX) for p in data.valid)
+            and any(not p.id.startswith(HELDOUT_PREFIX) for p in data.valid)):
+        raise ValueError("select_metric valid_heldout_si_sdr_db needs the held-out speakers' "
+                         "pairs beside the corpus' (speech from the corpus extension); use "
+                         "valid_si_sdr_db")
     run = start_run(cfg, out_dir, len(data.train_set), dist)
     if dist.is_main:
         log.info("training on %s", data.description)

@@ -225,7 +225,8 @@ def run(args: argparse.Namespace) -> int:
         distributed.cleanup(ctx)
     if ctx.is_main:
         best = result["best"]
-        chosen_by = {"valid_snr_db": "SNR", "valid_si_sdr_db": "SI-SDR"}[cfg.select_metric]
+        chosen_by = {"valid_snr_db": "SNR", "valid_si_sdr_db": "SI-SDR",
+                     "valid_heldout_si_sdr_db": "held-out SI-SDR"}[cfg.select_metric]
         print(f"trained {result['epochs']} epochs in {result['seconds'] / 60:.1f} min; best "
               f"epoch {best['epoch']} (by valid {chosen_by}): valid SNR "
               f"{best['valid_snr_db']:.2f} dB, SI-SDR {best['valid_si_sdr_db']:.2f} dB; model: "
