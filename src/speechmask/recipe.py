@@ -274,7 +274,7 @@ def run_recipe(
                                          "hidden" in grown)
             except ValueError as err:
                 raise ConfigError(f"{recipe.path}: stage {stage.name!r}: {err}") from None
-            if cfg.model.hidden != init_model.cfg.hidden:
+            if cfg.model.hidden > init_model.cfg.hidden:
                 # Widened here rather than in training, and kept, so that an average naming
                 # "init" averages the very weights the stage started from.
                 init_model = with_hidden(init_model, cfg.model.hidden, seed=cfg.seed)

@@ -555,7 +555,7 @@ def build_model(run: Run, train_set: torch.utils.data.Dataset,
     model = MaskNet(cfg.model)
     if init_model is not None:
         grown = with_lookahead(init_model, cfg.model.lookahead)
-        if cfg.model.hidden != grown.cfg.hidden:
+        if cfg.model.hidden > grown.cfg.hidden:  # only grown: adopt_architecture refuses less
             grown = with_hidden(grown, cfg.model.hidden, seed=cfg.seed)
         model.load_state_dict(grown.state_dict())
     else:
