@@ -61,6 +61,9 @@ CLEAN_VCC_PER_SPEAKER = 10
 
 # Names of every fixed set: the corpus splits and the sets here.
 SETS = ("valid", "test", "ood", "clean", "heldout")
+# Every pair id of the held-out set starts with this (training validation tells the held-out
+# speakers from the corpus' valid speakers by it).
+HELDOUT_ID_PREFIX = "heldout"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,8 +258,8 @@ def heldout_pairs(main: Corpus | None = None, ext: Corpus | None = None,
             for u in speech_utterances(source, "valid", ext=ext)]
     noises = [f for source in ("esc10", "blanket", "speechcommands")
               for f in noise_files(source, "valid", main=main)]
-    pairs = _noisy_pairs("heldout", utts, noises, tuple(GENERATORS), OOD_SNRS_DB, VALID_ROOMS,
-                         None) + _clean_pairs("heldout_clean", utts)
+    pairs = _noisy_pairs(HELDOUT_ID_PREFIX, utts, noises, tuple(GENERATORS), OOD_SNRS_DB,
+                         VALID_ROOMS, None) + _clean_pairs(f"{HELDOUT_ID_PREFIX}_clean", utts)
     return pairs[:count]
 
 

@@ -25,10 +25,10 @@ an interrupted one from its ``last.pt``, so a long recipe can be spread over ses
 re-running the same command. The last stage's best model is copied to ``OUT/model.pt`` with
 the recipe's text inside, so ``speechmask info`` can say how it was made.
 
-A stage whose ``model.hidden`` is larger than its starting model's widens it first (new units
-with zero outgoing weights: the same masks, ``model.with_hidden``), so a recipe can grow the
-init (``--set model.hidden=512``); the widened start is kept as ``start.pt`` in the stage's
-folder, and an ``average`` naming ``init`` uses it.
+A stage whose ``model.hidden`` (or ``model.lookahead``) is larger than its starting model's
+grows it first (new units and inputs start silent: the same masks, ``train.grown_init``), so a
+recipe can widen the init (``--set model.hidden=512``); the grown start is kept as ``start.pt``
+in the stage's folder, and an ``average`` naming ``init`` uses it.
 """
 
 from __future__ import annotations
@@ -45,8 +45,7 @@ from . import checkpoint as ckpt
 from .atomic import write_text_atomic
 from .config import ConfigError, from_dict, merge
 from .features import StftConfig
-from .model import with_hidden
-from .train import TrainConfig, adopt_architecture
+from .train import TrainConfig, adopt_architecture, grown_init
 from .trainsetup import load_init
 
 log = logging.getLogger(__name__)
@@ -57,9 +56,9 @@ RUNTIME_FIELDS = ("threads", "device", "loader_workers")
 DONE = "done.json"
 RECIPE_COPY = "recipe.toml"
 FINAL = "model.pt"
-# A stage that widens its starting model (model.hidden above the init's) keeps the widened
-# start here, in its folder: what an average naming "init" then means.
-WIDENED_START = "start.pt"
+# A stage that grows its starting model (model.hidden or model.lookahead above the init's)
+# keeps the grown start here, in its folder: what an average naming "init" then means.
+GROWN_START = "start.pt"
 
 
 @dataclass(frozen=True)
@@ -274,14 +273,16 @@ def run_recipe(
                                          "hidden" in grown)
             except ValueError as err:
                 raise ConfigError(f"{recipe.path}: stage {stage.name!r}: {err}") from None
-            if cfg.model.hidden > init_model.cfg.hidden:
-                # Widened here rather than in training, and kept, so that an average naming
-                # "init" averages the very weights the stage started from.
-                init_model = with_hidden(init_model, cfg.model.hidden, seed=cfg.seed)
+            start = grown_init(init_model, cfg.model, cfg.seed)
+            if start is not init_model:
+                # Kept, so that an average naming "init" averages the very weights the stage
+                # started from (training finds nothing more to grow).
+                init_model = start
                 d.mkdir(parents=True, exist_ok=True)
-                ckpt.save(d / WIDENED_START, ckpt.model_payload(
-                    init_model, StftConfig(), history=init_history,
-                    metrics={"widened_from": str(previous), "hidden": cfg.model.hidden}))
+                ckpt.save(d / GROWN_START, ckpt.model_payload(
+                    start, StftConfig(), history=init_history,
+                    metrics={"grown_from": str(previous), "hidden": cfg.model.hidden,
+                             "lookahead": cfg.model.lookahead}))
         log.info("stage %d/%d %s: %s%s", i + 1, len(recipe.stages), stage.name,
                  "resuming" if resume else "training",
                  f" from {previous}" if init_model is not None else "")
@@ -296,7 +297,7 @@ def run_recipe(
     if recipe.average:
         bests = {stage.name: stage_dir(out, i, stage) / "best.pt"
                  for i, stage in enumerate(recipe.stages)}
-        first_start = stage_dir(out, 0, recipe.stages[0]) / WIDENED_START
+        first_start = stage_dir(out, 0, recipe.stages[0]) / GROWN_START
         init = first_start if first_start.is_file() else recipe.init
         sources = [init if name == "init" else bests[name] for name in recipe.average]
         log.info("recipe %s: final model = mean of %s", recipe.name, ", ".join(recipe.average))

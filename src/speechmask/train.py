@@ -31,7 +31,7 @@ from .atomic import write_atomic, write_text_atomic
 from .config import from_dict
 from .corpus import Corpus
 from .distributed import DistContext
-from .evalsets import EvalPair
+from .evalsets import HELDOUT_ID_PREFIX, EvalPair
 from .features import StftConfig, compress, istft, stft
 from .masks import ideal_mask
 from .metrics import si_sdr_db, snr_db
@@ -50,10 +50,6 @@ log = logging.getLogger(__name__)
 
 LOSSES = ("bce", "bce+snr", "bce+snr+sisdr", "snr")
 SELECT_METRICS = ("valid_snr_db", "valid_si_sdr_db", "valid_heldout_si_sdr_db")
-# Validation pairs whose id starts with this are the held-out speakers' set
-# (evalsets.heldout_pairs); the others are the corpus' valid split, whose speakers are the
-# training speakers. validate() scores the two groups apart as well when both are present.
-HELDOUT_PREFIX = "heldout"
 
 
 @dataclass(frozen=True)
@@ -201,6 +197,17 @@ def adopt_architecture(cfg: TrainConfig, init: ModelConfig, lookahead_given: boo
                          "python -m benchmarks.resize, then train it against the original)")
     return replace(cfg, model=replace(init, dropout=cfg.model.dropout, lookahead=lookahead,
                                       hidden=hidden))
+
+
+def grown_init(init_model: MaskNet, model_cfg: ModelConfig, seed: int) -> MaskNet:
+    """``init_model`` grown to ``model_cfg``'s look-ahead and width (new inputs and units start
+    silent: the same masks), or ``init_model`` itself when there is nothing to grow;
+    :func:`adopt_architecture` has refused anything smaller. ``seed``: the new units' incoming
+    weights."""
+    grown = with_lookahead(init_model, model_cfg.lookahead)
+    if model_cfg.hidden > grown.cfg.hidden:
+        grown = with_hidden(grown, model_cfg.hidden, seed=seed)
+    return grown
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,7 +359,8 @@ def validate(
     over the noisy pairs, and over the clean pass-through pairs (input SNR +inf, if any) the
     output's SI-SDR against the input (``valid_clean_si_sdr_db``, only with such pairs). When
     the noisy pairs are both corpus pairs and held-out speakers' (ids starting with
-    :data:`HELDOUT_PREFIX`), their SI-SDR also per group: ``valid_corpus_si_sdr_db`` and
+    :data:`speechmask.evalsets.HELDOUT_ID_PREFIX`), their SI-SDR also per group:
+    ``valid_corpus_si_sdr_db`` (the corpus' valid speakers are its training speakers) and
     ``valid_heldout_si_sdr_db``.
 
     With several processes each scores every ``world_size``-th pair and the sums are
@@ -378,7 +386,7 @@ def validate(
         sums[1] += snr_db(p.clean, est)
         sums[2] += si_sdr
         sums[3] += 1
-        group = 8 if p.id.startswith(HELDOUT_PREFIX) else 6
+        group = 8 if p.id.startswith(HELDOUT_ID_PREFIX) else 6
         sums[group] += si_sdr
         sums[group + 1] += 1
     model.train()
@@ -554,10 +562,7 @@ def build_model(run: Run, train_set: torch.utils.data.Dataset,
     cfg = run.cfg
     model = MaskNet(cfg.model)
     if init_model is not None:
-        grown = with_lookahead(init_model, cfg.model.lookahead)
-        if cfg.model.hidden > grown.cfg.hidden:  # only grown: adopt_architecture refuses less
-            grown = with_hidden(grown, cfg.model.hidden, seed=cfg.seed)
-        model.load_state_dict(grown.state_dict())
+        model.load_state_dict(grown_init(init_model, cfg.model, cfg.seed).state_dict())
     else:
         # Computed once (every rank would get the same numbers, but they share the cores).
         mean, std = distributed.on_main(run.dist, lambda: feature_statistics(model, train_set))
@@ -742,8 +747,8 @@ def train_on(
 ) -> dict:
     """Train a model of ``cfg`` on ``data`` into ``out_dir``; see :func:`train`."""
     if cfg.select_metric == "valid_heldout_si_sdr_db" and not (
-            any(p.id.startswith(HELDOUT_PREFIX) for p in data.valid)
-            and any(not p.id.startswith(HELDOUT_PREFIX) for p in data.valid)):
+            any(p.id.startswith(HELDOUT_ID_PREFIX) for p in data.valid)
+            and any(not p.id.startswith(HELDOUT_ID_PREFIX) for p in data.valid)):
         raise ValueError("select_metric valid_heldout_si_sdr_db needs the held-out speakers' "
                          "pairs beside the corpus' (speech from the corpus extension); use "
                          "valid_si_sdr_db")
