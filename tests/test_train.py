@@ -19,6 +19,7 @@ from speechmask.train import (
     RunState,
     TrainConfig,
     TrainData,
+    WeightEma,
     build_model,
     compute_loss,
     config_from_dict,
@@ -78,23 +79,29 @@ def test_tiny_training_improves_and_writes_artifacts(tmp_path, toy, loss):
     assert payload["train_config"]["loss"] == loss
 
 
-def test_resume_after_kill_is_exact(tmp_path, toy):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_after_kill_is_exact(tmp_path, toy, ema_decay):
     speech, noise, valid = toy
-    train(_cfg(epochs=2), tmp_path / "straight", speech=speech, noise=noise, valid=valid,
-          progress=False)
+    train(_cfg(epochs=2, ema_decay=ema_decay), tmp_path / "straight", speech=speech,
+          noise=noise, valid=valid, progress=False)
     # "Killed" after epoch 1: a run configured for 2 epochs whose last.pt holds epoch 1.
     part = tmp_path / "resumed"
-    train(_cfg(epochs=2), part, speech=speech, noise=noise, valid=valid, progress=False)
+    train(_cfg(epochs=2, ema_decay=ema_decay), part, speech=speech, noise=noise, valid=valid,
+          progress=False)
     state = torch.load(part / "last.pt", weights_only=True)
-    first = _cfg(epochs=1)
+    first = _cfg(epochs=1, ema_decay=ema_decay)
     train(first, tmp_path / "one", speech=speech, noise=noise, valid=valid, progress=False)
     one = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
     torch.save({**one, "train_config": state["train_config"]}, part / "last.pt")
-    train(_cfg(epochs=2), part, speech=speech, noise=noise, valid=valid, resume=True,
-          progress=False)
-    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["state_dict"]
-    b = torch.load(part / "last.pt", weights_only=True)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    train(_cfg(epochs=2, ema_decay=ema_decay), part, speech=speech, noise=noise, valid=valid,
+          resume=True, progress=False)
+    straight = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    resumed = torch.load(part / "last.pt", weights_only=True)
+    keys = ["state_dict"] + (["train_state_dict"] if ema_decay else [])
+    assert ("train_state_dict" in resumed) == bool(ema_decay)
+    for key in keys:
+        a, b = straight[key], resumed[key]
+        assert all(torch.equal(a[k], b[k]) for k in a), key
     rows = list(csv.DictReader(open(part / "train_log.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
 
@@ -108,8 +115,44 @@ def test_resume_from_corrupt_checkpoint(tmp_path, toy):
     assert "\n" not in str(err.value)
 
 
+def test_weight_ema_follows_then_lags_the_weights():
+    model = MaskNet(ModelConfig(cell="gru", hidden=8, layers=1))
+    ema = WeightEma(model, decay=0.99)
+    start = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+        model.feat_mean.fill_(3.0)  # buffers (the input normalisation) are copied, not averaged
+    ema.update(model, step=0)  # decay ramps: min(0.99, 1/10) -> 90% of the way at once
+    for mine, s in zip(ema.model.parameters(), start, strict=True):
+        assert torch.allclose(mine, s + 0.9)
+        assert not mine.requires_grad
+    ema.update(model, step=10_000)  # full decay: 1% of the remaining 0.1
+    for mine, s in zip(ema.model.parameters(), start, strict=True):
+        assert torch.allclose(mine, s + 0.9 + 0.001)
+    assert torch.equal(ema.model.feat_mean, model.feat_mean)
+
+
+def test_ema_run_saves_and_returns_the_average(tmp_path, toy):
+    speech, noise, valid = toy
+    result = train(_cfg(epochs=2, ema_decay=0.9), tmp_path, speech=speech, noise=noise,
+                   valid=valid, progress=False)
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    returned = result["model"].state_dict()
+    assert "train_state_dict" not in best
+    assert any(not torch.equal(last["state_dict"][k], last["train_state_dict"][k])
+               for k in last["state_dict"])
+    assert all(torch.equal(last["state_dict"][k], returned[k]) for k in returned)
+    # The saved metrics are the average's: scoring best.pt again gives them.
+    model, _, payload = ckpt.load_model(tmp_path / "best.pt")
+    again = validate(model, _cfg(), valid, StftConfig())
+    assert again["valid_snr_db"] == pytest.approx(payload["metrics"]["valid_snr_db"], abs=1e-4)
+
+
 @pytest.mark.parametrize("bad", [dict(target="cirm"), dict(loss="mse"), dict(batch_size=0),
                                  dict(epochs=0), dict(lr=0.0), dict(patience=-1),
+                                 dict(ema_decay=1.0), dict(ema_decay=-0.1),
                                  dict(spec_weight=-1.0), dict(spec_weight=float("nan"))])
 def test_config_rejects_impossible_values(bad):
     with pytest.raises(ValueError):

@@ -112,6 +112,12 @@ class TrainConfig:
     weight_decay: float = 1e-4
     # Gradient-norm clipping; RNN gradients spike on loud onsets.
     clip_norm: float = 1.0
+    # Exponential moving average of the weights (0 = off; 0.999 averages over ~1000 steps, 4
+    # epochs of the recipe's 250): each epoch validates and saves the average instead of the
+    # last step's weights, which sit on one batch's gradient noise. The average starts at the
+    # starting weights and its decay ramps up as (1 + step) / (10 + step), so the early
+    # averages follow the training weights. last.pt keeps both, for resume.
+    ema_decay: float = 0.0
     # Stop when the validation SNR has not improved for this many epochs (0 = never stop early).
     patience: int = 5
     # Pairs of the fixed valid set scored each epoch (None = all 288).
@@ -156,6 +162,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if math.isnan(self.teacher_max_snr_db):
             raise ValueError("teacher_max_snr_db must be a number, got nan")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not self.spec_weight >= 0:
             raise ValueError(f"spec_weight must be >= 0, got {self.spec_weight}")
         if self.patience < 0 or self.warmup_steps < 0:
@@ -494,6 +502,27 @@ def feature_statistics(model: MaskNet, dataset: torch.utils.data.Dataset, n: int
     return feats.mean(0), feats.std(0)
 
 
+class WeightEma:
+    """An exponential moving average of a model's weights (:attr:`TrainConfig.ema_decay`).
+
+    ``model`` is the averaged copy (eval mode, no gradients): what is validated and saved."""
+
+    def __init__(self, model: MaskNet, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for param in self.model.parameters():
+            param.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: MaskNet, step: int) -> None:
+        """Move the average towards ``model``'s weights after optimiser step ``step`` (0-based);
+        buffers (the input normalisation) are copied."""
+        decay = min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()), 1 - decay)
+        for mine, theirs in zip(self.model.buffers(), model.buffers(), strict=True):
+            mine.copy_(theirs)
+
+
 @dataclass(frozen=True)
 class Run:
     """The fixed facts of a training run, shared by its steps."""
@@ -581,14 +610,20 @@ def make_optimizer(cfg: TrainConfig, model: MaskNet) -> torch.optim.Optimizer:
     return torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def restore(run: Run, model: MaskNet, opt: torch.optim.Optimizer) -> RunState:
-    """Continue the run in ``run.out`` where its ``last.pt`` left it: weights, optimiser and
-    torch random state are loaded in place, the rest is returned (rank 0 reads the file and
-    hands it to the others)."""
+def restore(run: Run, model: MaskNet, opt: torch.optim.Optimizer,
+            ema: WeightEma | None = None) -> RunState:
+    """Continue the run in ``run.out`` where its ``last.pt`` left it: weights (and their
+    average), optimiser and torch random state are loaded in place, the rest is returned (rank
+    0 reads the file and hands it to the others)."""
     path = run.out / "last.pt"
     saved = distributed.on_main(run.dist, lambda: ckpt.load_raw(path))
     try:
-        model.load_state_dict(saved["state_dict"])
+        if ema is not None:
+            # With an average, "state_dict" is the average (what the metrics describe).
+            model.load_state_dict(saved["train_state_dict"])
+            ema.model.load_state_dict(saved["state_dict"])
+        else:
+            model.load_state_dict(saved["state_dict"])
         opt.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["torch_rng"])
         state = RunState(history=list(saved.get("history", [])), rows=list(saved["log"]),
@@ -604,9 +639,10 @@ def restore(run: Run, model: MaskNet, opt: torch.optim.Optimizer) -> RunState:
 
 def run_epoch(run: Run, net: torch.nn.Module, opt: torch.optim.Optimizer,
               train_set: torch.utils.data.Dataset, state: RunState, epoch: int,
-              progress: bool = True) -> float:
+              progress: bool = True, ema: WeightEma | None = None) -> float:
     """One pass over epoch ``epoch``'s examples of ``train_set`` (this rank's share of each
-    global batch); advances ``state.step``. Returns the mean training loss over all ranks."""
+    global batch); advances ``state.step`` (and ``ema``). Returns the mean training loss over
+    all ranks."""
     cfg, dist, device = run.cfg, run.dist, run.device
     train_set.set_epoch(epoch)
     loader_gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
@@ -646,6 +682,8 @@ def run_epoch(run: Run, net: torch.nn.Module, opt: torch.optim.Optimizer,
         (loss * weight if dist.enabled else loss).backward()
         torch.nn.utils.clip_grad_norm_(trainable, cfg.clip_norm)
         opt.step()
+        if ema is not None:
+            ema.update(net.module if dist.enabled else net, state.step)
         state.step += 1
         if weight > 0:
             total += loss.item() * len(noisy)
@@ -691,23 +729,28 @@ def record_epoch(run: Run, state: RunState, epoch: int, train_loss: float,
 
 
 def save_epoch(run: Run, model: MaskNet, opt: torch.optim.Optimizer, state: RunState,
-               epoch: int, improved: bool) -> None:
+               epoch: int, improved: bool, ema: WeightEma | None = None) -> None:
     """Epoch ``epoch``'s files, written by rank 0 for every rank: ``best.pt`` if it
     ``improved``, ``last.pt`` (with optimiser state, RNG, log and the step/best/stale counters
-    for resuming), the CSV log and the loss curve."""
+    for resuming), the CSV log and the loss curve. With ``ema``, both checkpoints' weights are
+    the average (the validated model) and ``last.pt`` adds the training weights."""
     distributed.check_same_weights(run.dist, model)  # rank 0's files stand for every rank
-    distributed.on_main(run.dist, partial(_write_epoch, run, model, opt, state, epoch, improved))
+    distributed.on_main(run.dist, partial(_write_epoch, run, model, opt, state, epoch, improved,
+                                          ema))
 
 
 def _write_epoch(run: Run, model: MaskNet, opt: torch.optim.Optimizer, state: RunState,
-                 epoch: int, improved: bool) -> None:
+                 epoch: int, improved: bool, ema: WeightEma | None) -> None:
     cfg, out, rows = run.cfg, run.out, state.rows
     common = {"train_config": config_to_dict(cfg), "epoch": epoch, "metrics": rows[-1],
               "history": state.history}
+    scored = model if ema is None else ema.model
     if improved:
-        ckpt.save(out / "best.pt", ckpt.model_payload(model, run.stft_cfg, **common))
+        ckpt.save(out / "best.pt", ckpt.model_payload(scored, run.stft_cfg, **common))
+    training = {} if ema is None else {
+        "train_state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     ckpt.save(out / "last.pt", {
-        **ckpt.model_payload(model, run.stft_cfg, **common),
+        **ckpt.model_payload(scored, run.stft_cfg, **common), **training,
         "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "log": rows,
         "step": state.step, "best": state.best, "stale": state.stale,
     })
@@ -723,7 +766,7 @@ def _ask(on_epoch: Callable[[dict], bool], row: dict) -> bool:
 
 def run_summary(run: Run, state: RunState, model: MaskNet) -> dict:
     """What :func:`train` returns: the best epoch's log row, epochs, seconds, the parameter
-    count and the trained model (last epoch's weights)."""
+    count and the trained model (last epoch's weights, or their average with an EMA)."""
     best_row = max(state.rows, key=lambda r: _float(r.get(run.cfg.select_metric)))
     return {"best": best_row, "epochs": len(state.rows), "seconds": state.rows[-1]["seconds"],
             "parameters": model.parameter_count(), "model": model}
@@ -757,7 +800,10 @@ def train_on(
         log.info("training on %s", data.description)
     model = build_model(run, data.train_set, init_model)
     opt = make_optimizer(cfg, model)
-    state = restore(run, model, opt) if resume else RunState(history=list(init_history or []))
+    ema = WeightEma(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    state = (restore(run, model, opt, ema) if resume
+             else RunState(history=list(init_history or [])))
+    scored = model if ema is None else ema.model  # what is validated, saved and returned
     # What runs forward and backward; `model` stays the plain MaskNet that is saved/validated.
     net = distributed.wrap_model(dist, model, run.device)
     t0 = time.time() - (state.rows[-1]["seconds"] if state.rows else 0.0)
@@ -766,16 +812,16 @@ def train_on(
             if dist.is_main:
                 log.info("early stop: no valid SNR gain for %d epochs", state.stale)
             break
-        train_loss = run_epoch(run, net, opt, data.train_set, state, epoch, progress)
-        metrics = validate_epoch(run, model, data.valid)
+        train_loss = run_epoch(run, net, opt, data.train_set, state, epoch, progress, ema)
+        metrics = validate_epoch(run, scored, data.valid)
         improved = record_epoch(run, state, epoch, train_loss, metrics, t0)
-        save_epoch(run, model, opt, state, epoch, improved)
+        save_epoch(run, model, opt, state, epoch, improved, ema)
         if on_epoch is not None and distributed.on_main(
                 dist, partial(_ask, on_epoch, state.rows[-1])):
             if dist.is_main:
                 log.info("stopped after epoch %d by on_epoch", epoch + 1)
             break
-    return run_summary(run, state, model)
+    return run_summary(run, state, scored)
 
 
 def train(

@@ -18,7 +18,7 @@ TRAIN_FLAGS = {
     "dropout": "model.dropout", "compression": "model.compression",
     "lookahead": "model.lookahead", "target": "target", "loss": "loss",
     "snr_weight": "snr_weight", "spec_weight": "spec_weight", "epochs": "epochs",
-    "batch_size": "batch_size", "lr": "lr",
+    "batch_size": "batch_size", "lr": "lr", "ema_decay": "ema_decay",
     "patience": "patience", "valid_count": "valid_count", "seed": "seed", "threads": "threads",
     "device": "device", "examples_per_epoch": "mix.examples_per_epoch",
     "crop_seconds": "mix.crop_seconds", "select": "select_metric",
@@ -70,6 +70,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--spec-weight", type=float, default=None,
                     help="weight of the power-law compressed spectrum term added to the loss "
                          f"(default {tdef.spec_weight}: none)")
+    tr.add_argument("--ema-decay", type=float, default=None,
+                    help="validate and save an exponential moving average of the weights with "
+                         f"this decay per step, e.g. 0.999 (default {tdef.ema_decay}: off)")
     tr.add_argument("--epochs", type=int, default=None,
                     help=f"epochs (default {tdef.epochs}; with --resume, extends the run)")
     tr.add_argument("--examples-per-epoch", type=int, default=None,
