@@ -286,6 +286,20 @@ def test_a_teacher_is_found_beside_the_recipe(tmp_path):
         assert stage.config.teacher == str((tmp_path / "models/t.pt").resolve())
 
 
+def test_a_teacher_given_with_set_is_relative_to_the_working_directory(tmp_path, monkeypatch):
+    from speechmask.features import StftConfig
+    from speechmask.model import MaskNet, ModelConfig
+
+    (tmp_path / "models").mkdir()
+    ckpt.save(tmp_path / "models/t.pt",
+              ckpt.model_payload(MaskNet(ModelConfig(hidden=8, layers=1)), StftConfig()))
+    (tmp_path / "recipes").mkdir()
+    monkeypatch.chdir(tmp_path)
+    recipe = _recipe(tmp_path / "recipes", overrides=("teacher='models/t.pt'",))
+    for stage in recipe.stages:
+        assert stage.config.teacher == str((tmp_path / "models/t.pt").resolve())
+
+
 def test_distill_experiment_is_the_shipped_recipe_with_a_teacher_from_the_shipped_model():
     shipped = load_recipe(_ROOT / "recipes/default.toml")
     experiment = load_recipe(_ROOT / "docs/experiments/distill.toml")

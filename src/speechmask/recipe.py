@@ -155,8 +155,11 @@ def parse_recipe(text: str, path: Path, overrides: tuple[str, ...] = (),
             cfg = from_dict(TrainConfig, named)
         except ConfigError as err:
             raise ConfigError(f"{path}: stage {name!r}: {err}") from None
-        if cfg.teacher:  # relative to the recipe file, as init is
-            teacher = (path.parent / cfg.teacher).resolve()
+        if cfg.teacher:
+            # A path in the file is relative to the file, as init is; one given with --set,
+            # like --init, to the working directory.
+            teacher = (Path(cfg.teacher) if "teacher" in extra
+                       else path.parent / cfg.teacher).resolve()
             if not teacher.is_file():
                 raise ConfigError(f"{path}: stage {name!r}: teacher {cfg.teacher!r}: no such "
                                   f"model file ({teacher})")
