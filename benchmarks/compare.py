@@ -165,8 +165,8 @@ def paired(rows: Sequence[dict], key: object, ref: object, m: int) -> tuple[floa
 
 def print_tables(rows: Sequence[dict], systems: Sequence[str], overall: bool = True,
                  title: str = "") -> None:
-    """Per metric, a table of systems x groups (``overall``: all noisy pairs and all clean
-    clips first, then the SNR bands)."""
+    """Per metric that was computed, a table of systems x groups (``overall``: all noisy pairs
+    and all clean clips first, then the SNR bands)."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         groups[group_of(r)].append(r)
@@ -183,6 +183,8 @@ def print_tables(rows: Sequence[dict], systems: Sequence[str], overall: bool = T
 
     names = [g for g in sorted(groups, key=order) if g != "clean"]
     for m, metric in enumerate(METRIC_NAMES):
+        if not any(math.isfinite(r["noisy"][m]) for r in rows):
+            continue  # not computed (PESQ with --no-pesq)
         print(f"\n### {metric}{title} (mean; paired difference to system 0 ± s.e.)\n")
         print("| system | " + " | ".join(f"{g} ({len(groups[g])})" for g in names) + " |")
         print("|---|" + "---:|" * len(names))

@@ -101,3 +101,13 @@ def test_tables_give_each_validation_set_its_own_column(capsys):
                   if line.startswith("| system | noisy"))
     assert header.split(" | ")[1:5] == ["noisy pairs (2)", "valid noisy (1)",
                                         "heldout noisy (1)", "all clean (1)"]
+
+
+def test_a_metric_not_computed_gets_no_table(capsys):
+    nan = math.nan
+    rows = [{"id": f"valid_000{i}_x", "snr": 5.0, "room": False, "noisy": (1.0, nan, 0.8),
+             0: (2.0 + i, nan, 0.9)} for i in range(2)]
+    print_tables(rows, ["m"])
+    out = capsys.readouterr().out
+    assert "### si_sdr" in out and "### stoi" in out and "### pesq" not in out
+    assert "nan" not in out
