@@ -153,6 +153,7 @@ def test_ema_run_saves_and_returns_the_average(tmp_path, toy):
 @pytest.mark.parametrize("bad", [dict(target="cirm"), dict(loss="mse"), dict(batch_size=0),
                                  dict(epochs=0), dict(lr=0.0), dict(patience=-1),
                                  dict(ema_decay=1.0), dict(ema_decay=-0.1),
+                                 dict(snr_max_db=0.0), dict(snr_max_db=float("nan")),
                                  dict(spec_weight=-1.0), dict(spec_weight=float("nan"))])
 def test_config_rejects_impossible_values(bad):
     with pytest.raises(ValueError):
@@ -175,6 +176,22 @@ def test_spectral_snr_and_loss():
     mask = torch.ones(2, 5, 257)
     loss = compute_loss(cfg, mask, mask, ref, ref)
     assert loss < -7.0  # -SNR/10 of a perfect estimate
+
+
+@pytest.mark.parametrize("score", [spectral_snr_db, spectral_si_sdr_db])
+def test_snr_ceiling_caps_easy_examples_and_spares_hard_ones(score):
+    ref = torch.randn(2, 5, 257, dtype=torch.complex64)
+    noise = torch.randn(2, 5, 257, dtype=torch.complex64)
+    assert score(ref, ref, max_db=30.0) == pytest.approx(torch.full((2,), 30.0), abs=1e-3)
+    hard = ref + 10 ** (-10 / 20) * noise  # ~10 dB
+    assert score(hard, ref, max_db=30.0) == pytest.approx(score(hard, ref), abs=0.05)
+    # Near perfect (~60 dB): the ceiling takes nearly all of its pull away.
+    grads = []
+    for top in (math.inf, 30.0):
+        est = (ref + 1e-3 * noise).requires_grad_()
+        score(est, ref, max_db=top).sum().backward()
+        grads.append(est.grad.abs().sum())
+    assert grads[1] < grads[0] / 100
 
 
 @pytest.mark.parametrize("level", [1e-3, 1.0, 30.0])

@@ -17,7 +17,8 @@ TRAIN_FLAGS = {
     "cell": "model.cell", "hidden": "model.hidden", "layers": "model.layers",
     "dropout": "model.dropout", "compression": "model.compression",
     "lookahead": "model.lookahead", "target": "target", "loss": "loss",
-    "snr_weight": "snr_weight", "spec_weight": "spec_weight", "epochs": "epochs",
+    "snr_weight": "snr_weight", "snr_max_db": "snr_max_db", "spec_weight": "spec_weight",
+    "epochs": "epochs",
     "batch_size": "batch_size", "lr": "lr", "ema_decay": "ema_decay",
     "patience": "patience", "valid_count": "valid_count", "seed": "seed", "threads": "threads",
     "device": "device", "examples_per_epoch": "mix.examples_per_epoch",
@@ -67,6 +68,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--loss", choices=LOSSES, default=None, help=f"default {tdef.loss}")
     tr.add_argument("--snr-weight", type=float, default=None,
                     help=f"default {tdef.snr_weight}")
+    tr.add_argument("--snr-max-db", type=float, default=None,
+                    help="soft ceiling of the loss' SNR/SI-SDR terms per example, e.g. 30: "
+                         "easy examples stop pulling past it (default: none)")
     tr.add_argument("--spec-weight", type=float, default=None,
                     help="weight of the power-law compressed spectrum term added to the loss "
                          f"(default {tdef.spec_weight}: none)")
