@@ -165,6 +165,12 @@ def test_stoi_identical_is_one(speech3):
     assert value == pytest.approx(1.0, abs=1e-3)
 
 
+@pytest.mark.parametrize("seconds", [0.2, 0.3])
+def test_stoi_of_too_little_speech_is_nan_not_zero(speech3, seconds):
+    short = speech3[: int(seconds * 16_000)]
+    assert math.isnan(stoi(short, short))
+
+
 def test_stoi_drops_with_noise(speech3, noisy3):
     scores = [stoi(speech3, noisy3[snr]) for snr in (20, 0, -5)]
     assert all(0.0 <= v <= 1.0 for v in scores)

@@ -48,10 +48,22 @@ def pesq_wb(clean: np.ndarray, estimate: np.ndarray, rate: int = 16_000) -> floa
 
 
 def stoi(clean: np.ndarray, estimate: np.ndarray, rate: int = 16_000) -> float:
-    """Short-time objective intelligibility (Taal et al. 2011), in [0, 1]."""
+    """Short-time objective intelligibility (Taal et al. 2011), in [0, 1]; NaN when the
+    reference holds too little speech to score (under 30 frames of 12.8 ms, ~0.4 s, within 40
+    dB of its loudest frame). pystoi then warns and returns 1e-5, which as a score would count
+    a perfect copy of a short clip as unintelligible and pull a set's mean down by 1/n."""
+    import warnings
+
     from pystoi import stoi as _stoi
 
-    return float(_stoi(np.asarray(clean, np.float64), np.asarray(estimate, np.float64), rate))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = float(_stoi(np.asarray(clean, np.float64), np.asarray(estimate, np.float64),
+                            rate))
+    if any("Not enough STFT frames" in str(w.message) for w in caught):
+        log.debug("STOI: too little speech in the reference to score")
+        return float("nan")
+    return value
 
 
 METRICS = {"snr": snr_db, "si_sdr": si_sdr_db, "pesq": pesq_wb, "stoi": stoi}
