@@ -508,6 +508,16 @@ def test_cli_end_to_end_on_a_pairs_csv(tmp_path, tiny_pairs, tiny_model_path, ca
     assert "| speechmask |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main_mod.parse_args(["--from-json", str(tmp_path / "m.json"), "--out", str(tmp_path)])
+    # A STOI stored as pystoi's "too little speech" 1e-5 is taken as NaN (skipped).
+    rows = merged["per_pair"]
+    first = rows[0]["id"]
+    for row in rows:
+        if row["id"] == first:
+            row["stoi"] = main_mod.PYSTOI_UNSCORABLE
+    (tmp_path / "sentinel.json").write_text(json.dumps(merged))
+    again = main_mod.report_again(str(tmp_path / "sentinel.json"))
+    kept = [r["stoi"] for r in rows if r["system"] == "speechmask" and r["id"] != first]
+    assert again["overall"]["speechmask"]["stoi"] == pytest.approx(np.mean(kept))
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(SystemExit, match="not a peers report"):
         main_mod.main(["--from-json", str(tmp_path / "bad.json")])

@@ -121,9 +121,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+# What pystoi returns for a reference with too little speech to score (< 30 frames);
+# speechmask.metrics.stoi now gives NaN there, and the reports skip NaN.
+PYSTOI_UNSCORABLE = 1e-5
+
+
 def report_again(path: str) -> dict:
     """The report of an earlier run, aggregated again from its per-file rows and systems (the
-    tables then include whatever :func:`aggregate` computes today)."""
+    tables then include whatever :func:`aggregate` computes today). A STOI of exactly
+    :data:`PYSTOI_UNSCORABLE`, stored by runs before metrics.stoi returned NaN for it, is
+    taken as the NaN it stands for."""
     import json
 
     try:
@@ -132,6 +139,9 @@ def report_again(path: str) -> dict:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SystemExit(f"{path}: not a peers report ({exc}); pass the peers.json an earlier "
                          "run wrote") from None
+    for row in rows:
+        if row.get("stoi") == PYSTOI_UNSCORABLE:
+            row["stoi"] = float("nan")
     report = aggregate(rows, infos, earlier.get("metrics", list(METRICS)),
                        source=earlier.get("source", ""), machine=earlier.get("machine"))
     for key in ("jobs", "elapsed_s"):
