@@ -272,6 +272,14 @@ def test_spec_loss_experiment_is_the_shipped_recipe_plus_one_setting():
         assert b.config == replace(a.config, spec_weight=5.0)
 
 
+def test_snr_max_experiment_is_the_shipped_recipe_plus_one_setting():
+    shipped = load_recipe(_ROOT / "recipes/default.toml")
+    experiment = load_recipe(_ROOT / "docs/experiments/snr_max.toml")
+    assert experiment.init == shipped.init and experiment.average == shipped.average
+    for a, b in zip(shipped.stages, experiment.stages, strict=True):
+        assert b.config == replace(a.config, snr_max_db=30.0)
+
+
 def test_a_teacher_is_found_beside_the_recipe(tmp_path):
     from speechmask.features import StftConfig
     from speechmask.model import MaskNet, ModelConfig
