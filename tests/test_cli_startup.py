@@ -49,3 +49,14 @@ def test_threads_default_and_omp_num_threads(monkeypatch):
     assert threads_per_process(None) is None  # left to the user's setting
     with pytest.raises(UserError, match="--threads"):
         threads_per_process(0)
+
+
+def test_a_closed_stdout_ends_the_command_quietly():
+    """`speechmask info | head -1`: the reader is gone before the output is written; the command
+    stops with the shell's SIGPIPE status (141) and no error message."""
+    proc = subprocess.Popen([sys.executable, "-m", "speechmask", "info", "--model",
+                             str(SHIPPED_ONNX)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the interpreter has even imported speechmask
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 141, stderr
+    assert b"error" not in stderr.lower() and b"Traceback" not in stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from ..errors import first_line
@@ -134,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         message = first_line(err)
         print(f"speechmask: error: {message}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        # Whoever read stdout has gone (`speechmask info | head -3`): stop quietly, as Unix
+        # tools do; stdout now points at devnull so the interpreter's last flush cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, the shell's status for a tool stopped by a closed pipe
     except OSError as err:
         if args.debug:
             raise
