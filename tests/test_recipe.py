@@ -264,29 +264,26 @@ def test_every_committed_recipe_and_config_loads(path):
         assert isinstance(from_dict(TrainConfig, data, str(path)), TrainConfig)
 
 
-def test_spec_loss_experiment_is_the_shipped_recipe_plus_one_setting():
+@pytest.mark.parametrize("name, change", [("spec_loss", {"spec_weight": 5.0}),
+                                          ("snr_max", {"snr_max_db": 30.0})])
+def test_experiment_is_the_shipped_recipe_plus_one_setting(name, change):
     shipped = load_recipe(_ROOT / "recipes/default.toml")
-    experiment = load_recipe(_ROOT / "docs/experiments/spec_loss.toml")
+    experiment = load_recipe(_ROOT / f"docs/experiments/{name}.toml")
     assert experiment.init == shipped.init and experiment.average == shipped.average
     for a, b in zip(shipped.stages, experiment.stages, strict=True):
-        assert b.config == replace(a.config, spec_weight=5.0)
+        assert b.config == replace(a.config, **change)
 
 
-def test_snr_max_experiment_is_the_shipped_recipe_plus_one_setting():
-    shipped = load_recipe(_ROOT / "recipes/default.toml")
-    experiment = load_recipe(_ROOT / "docs/experiments/snr_max.toml")
-    assert experiment.init == shipped.init and experiment.average == shipped.average
-    for a, b in zip(shipped.stages, experiment.stages, strict=True):
-        assert b.config == replace(a.config, snr_max_db=30.0)
-
-
-def test_a_teacher_is_found_beside_the_recipe(tmp_path):
+def _save_tiny_model(path):
     from speechmask.features import StftConfig
     from speechmask.model import MaskNet, ModelConfig
 
-    (tmp_path / "models").mkdir()
-    ckpt.save(tmp_path / "models/t.pt",
-              ckpt.model_payload(MaskNet(ModelConfig(hidden=8, layers=1)), StftConfig()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.save(path, ckpt.model_payload(MaskNet(ModelConfig(hidden=8, layers=1)), StftConfig()))
+
+
+def test_a_teacher_is_found_beside_the_recipe(tmp_path):
+    _save_tiny_model(tmp_path / "models/t.pt")
     (tmp_path / "recipes").mkdir()
     recipe = _recipe(tmp_path / "recipes", TINY.replace("[base]\n", "[base]\nteacher = "
                                                          "'../models/t.pt'\n"))
@@ -295,12 +292,7 @@ def test_a_teacher_is_found_beside_the_recipe(tmp_path):
 
 
 def test_a_teacher_given_with_set_is_relative_to_the_working_directory(tmp_path, monkeypatch):
-    from speechmask.features import StftConfig
-    from speechmask.model import MaskNet, ModelConfig
-
-    (tmp_path / "models").mkdir()
-    ckpt.save(tmp_path / "models/t.pt",
-              ckpt.model_payload(MaskNet(ModelConfig(hidden=8, layers=1)), StftConfig()))
+    _save_tiny_model(tmp_path / "models/t.pt")
     (tmp_path / "recipes").mkdir()
     monkeypatch.chdir(tmp_path)
     recipe = _recipe(tmp_path / "recipes", overrides=("teacher='models/t.pt'",))

@@ -36,12 +36,17 @@ def save(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
         path, lambda handle: torch.save({"format": FORMAT, "version": VERSION, **payload}, handle))
 
 
+def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s weights and buffers as detached CPU tensors, as checkpoints store them."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
 def model_payload(model: MaskNet, stft_cfg: StftConfig, **extra: Any) -> dict[str, Any]:
     """What an inference checkpoint holds: configs, weights (incl. normalisation), extras."""
     return {
         "model_config": asdict(model.cfg),
         "stft_config": asdict(stft_cfg),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": cpu_state_dict(model),
         **extra,
     }
 

@@ -530,7 +530,8 @@ class WeightEma:
     def __init__(self, model: MaskNet, decay: float) -> None:
         self.decay = decay
         self.model = copy.deepcopy(model).eval()
-        for param in self.model.parameters():
+        self._params = list(self.model.parameters())  # updated in place every step
+        for param in self._params:
             param.requires_grad_(False)
 
     @torch.no_grad()
@@ -538,7 +539,7 @@ class WeightEma:
         """Move the average towards ``model``'s weights after optimiser step ``step`` (0-based);
         buffers (the input normalisation) are copied."""
         decay = min(self.decay, (1 + step) / (10 + step))
-        torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()), 1 - decay)
+        torch._foreach_lerp_(self._params, list(model.parameters()), 1 - decay)
         for mine, theirs in zip(self.model.buffers(), model.buffers(), strict=True):
             mine.copy_(theirs)
 
@@ -767,8 +768,7 @@ def _write_epoch(run: Run, model: MaskNet, opt: torch.optim.Optimizer, state: Ru
     scored = model if ema is None else ema.model
     if improved:
         ckpt.save(out / "best.pt", ckpt.model_payload(scored, run.stft_cfg, **common))
-    training = {} if ema is None else {
-        "train_state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    training = {} if ema is None else {"train_state_dict": ckpt.cpu_state_dict(model)}
     ckpt.save(out / "last.pt", {
         **ckpt.model_payload(scored, run.stft_cfg, **common), **training,
         "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "log": rows,
