@@ -28,6 +28,7 @@ from speechmask.train import (
     make_optimizer,
     record_epoch,
     restore,
+    snr_ceilings_db,
     spectral_power_loss,
     spectral_si_sdr_db,
     spectral_snr_db,
@@ -192,6 +193,27 @@ def test_snr_ceiling_caps_easy_examples_and_spares_hard_ones(score):
         score(est, ref, max_db=top).sum().backward()
         grads.append(est.grad.abs().sum())
     assert grads[1] < grads[0] / 100
+
+
+@pytest.mark.parametrize("on_clean", [True, False])
+def test_ceiling_on_clean_decides_whether_clean_examples_are_capped(on_clean):
+    cfg = _cfg(loss="snr", snr_max_db=30.0, ceiling_on_clean=on_clean)
+    input_snr = torch.tensor([math.inf, 20.0])
+    tops = snr_ceilings_db(cfg, input_snr)
+    expected = [30.0 if on_clean else math.inf, 30.0]
+    assert torch.as_tensor(tops).expand(2).tolist() == expected
+    # A near-perfect output (~60 dB) of a clean and of a 20 dB example: the clean one's loss
+    # term goes past the ceiling only when it is spared; the noisy one is capped either way.
+    gen = torch.Generator().manual_seed(3)
+    ref = torch.randn(2, 5, 257, dtype=torch.complex64, generator=gen)
+    est = ref + 1e-3 * torch.randn(2, 5, 257, dtype=torch.complex64, generator=gen)
+    ones = torch.ones(2, 5, 257)
+    per_example = [float(compute_loss(cfg, ones, ones, est[i:i + 1], ref[i:i + 1],
+                                      input_snr[i:i + 1])) for i in range(2)]
+    assert per_example[1] == pytest.approx(-3.0, abs=0.01)  # -30 dB / 10
+    assert per_example[0] == pytest.approx(-3.0 if on_clean else -6.0, abs=0.1)
+    # Without the SNRs of the inputs (recorded pairs) every example is capped.
+    assert snr_ceilings_db(cfg, None) == 30.0
 
 
 @pytest.mark.parametrize("level", [1e-3, 1.0, 30.0])

@@ -79,6 +79,13 @@ class TrainConfig:
     # pull as hard for 50 -> 60 dB of pass-through, far past audible, as a -5 dB mixture does
     # for 5 -> 15 dB.
     snr_max_db: float = math.inf
+    # Whether the ceiling also caps clean examples (no noise: input SNR inf). False: they keep
+    # the uncapped SNR/SI-SDR terms, the one pull toward giving clean speech back untouched,
+    # while the noisy 15-40 dB examples stay capped. Why: with every example capped the model
+    # may touch clean speech by what 30 dB allows, and does so to quiet studio speech (a loud
+    # onset after a pause loses 7 dB; docs/fidelity.md), which the uncapped model passed at
+    # 100 dB. True (cap every example) is how the shipped model was trained.
+    ceiling_on_clean: bool = True
     # Weight of the power-law compressed spectrum term added to any of the losses above (0 =
     # none): the error of |est|^0.3 and of its complex value against the clean spectrum's, as
     # Wilson et al. 2018 ("Exploring tradeoffs in models for low-latency speech enhancement")
@@ -232,27 +239,30 @@ def grown_init(init_model: MaskNet, model_cfg: ModelConfig, seed: int) -> MaskNe
 # Loss
 
 
-def _ceiling(max_db: float) -> float:
-    """The share of the reference energy added to the error for a soft ceiling at ``max_db``."""
+def _ceiling(max_db: float | torch.Tensor) -> float | torch.Tensor:
+    """The share of the reference energy added to the error for a soft ceiling at ``max_db``
+    (a float, or ``[B]`` per example; inf: none)."""
+    if isinstance(max_db, torch.Tensor):
+        return torch.pow(10.0, -max_db / 10.0)
     return 0.0 if math.isinf(max_db) else 10.0 ** (-max_db / 10.0)
 
 
 def spectral_snr_db(est: torch.Tensor, ref: torch.Tensor,
-                    max_db: float = math.inf) -> torch.Tensor:
+                    max_db: float | torch.Tensor = math.inf) -> torch.Tensor:
     """Per-example SNR in dB between complex spectra ``[B, T, F]`` (the baseline's SNR computed in
     the STFT domain; equal to the waveform SNR up to iSTFT consistency); ``max_db``: soft
-    ceiling (see :attr:`TrainConfig.snr_max_db`). Returns ``[B]``."""
+    ceiling (see :attr:`TrainConfig.snr_max_db`), one for all or ``[B]``. Returns ``[B]``."""
     num = ref.abs().square().sum(dim=(1, 2))
     den = (est - ref).abs().square().sum(dim=(1, 2)) + _ceiling(max_db) * num
     return 10 * torch.log10((num + 1e-8) / (den + 1e-8))
 
 
 def spectral_si_sdr_db(est: torch.Tensor, ref: torch.Tensor,
-                       max_db: float = math.inf) -> torch.Tensor:
+                       max_db: float | torch.Tensor = math.inf) -> torch.Tensor:
     """Per-example scale-invariant SDR in dB between complex spectra ``[B, T, F]``: the SNR of
     ``est`` against ``a * ref``, with ``a`` the least-squares gain (Re<est, ref> / |ref|^2, the
     waveform inner product by Parseval up to iSTFT consistency); ``max_db``: soft ceiling (see
-    :attr:`TrainConfig.snr_max_db`). Returns ``[B]``."""
+    :attr:`TrainConfig.snr_max_db`), one for all or ``[B]``. Returns ``[B]``."""
     ref_energy = ref.abs().square().sum(dim=(1, 2))
     gain = (est * ref.conj()).real.sum(dim=(1, 2)) / (ref_energy + 1e-8)
     target = gain[:, None, None] * ref
@@ -287,18 +297,31 @@ def spectral_power_loss(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 def compute_loss(
     cfg: TrainConfig, mask: torch.Tensor, target: torch.Tensor,
     noisy_spec: torch.Tensor, clean_spec: torch.Tensor,
+    input_snr_db: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The training loss of a batch (see :attr:`TrainConfig.loss` and ``spec_weight``)."""
+    """The training loss of a batch (see :attr:`TrainConfig.loss` and ``spec_weight``);
+    ``input_snr_db: [B]`` (inf: a clean example) spares clean examples the SNR ceiling when
+    ``cfg.ceiling_on_clean`` is False."""
     est = mask * noisy_spec
-    loss = _base_loss(cfg, mask, target, est, clean_spec)
+    loss = _base_loss(cfg, mask, target, est, clean_spec, snr_ceilings_db(cfg, input_snr_db))
     if cfg.spec_weight:
         loss = loss + cfg.spec_weight * spectral_power_loss(est, clean_spec)
     return loss
 
 
+def snr_ceilings_db(cfg: TrainConfig,
+                    input_snr_db: torch.Tensor | None) -> float | torch.Tensor:
+    """The soft ceiling of the SNR terms: ``cfg.snr_max_db`` for every example, or ``[B]`` with
+    inf (none) for the clean examples of ``input_snr_db: [B]`` when ``cfg.ceiling_on_clean`` is
+    False."""
+    if cfg.ceiling_on_clean or input_snr_db is None or math.isinf(cfg.snr_max_db):
+        return cfg.snr_max_db
+    clean = torch.isposinf(input_snr_db.reshape(-1))
+    return torch.where(clean, math.inf, cfg.snr_max_db).to(torch.float32)
+
+
 def _base_loss(cfg: TrainConfig, mask: torch.Tensor, target: torch.Tensor, est: torch.Tensor,
-               clean_spec: torch.Tensor) -> torch.Tensor:
-    top = cfg.snr_max_db
+               clean_spec: torch.Tensor, top: float | torch.Tensor) -> torch.Tensor:
     if cfg.loss == "snr":
         return -spectral_snr_db(est, clean_spec, top).mean() / 10
     bce = torch.nn.functional.binary_cross_entropy(mask, target)
@@ -698,7 +721,8 @@ def run_epoch(run: Run, net: torch.nn.Module, opt: torch.optim.Optimizer,
                 run.teacher, teacher_selection(cfg, batch).to(device), target, noisy_spec,
                 clean_spec)
         mask = offline_masks(net, noisy_spec.abs(), cfg.model.lookahead)
-        loss = compute_loss(cfg, mask, target, noisy_spec, clean_spec)
+        loss = compute_loss(cfg, mask, target, noisy_spec, clean_spec,
+                            batch["snr_db"].to(device) if "snr_db" in batch else None)
         opt.zero_grad(set_to_none=True)
         (loss * weight if dist.enabled else loss).backward()
         torch.nn.utils.clip_grad_norm_(trainable, cfg.clip_norm)
