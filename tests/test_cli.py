@@ -332,9 +332,20 @@ def test_info_and_export(capsys, tmp_path, model_path):
     torch.save(payload, tmp_path / "held.pt")
     code, stdout, _ = run(capsys, "info", "--model", tmp_path / "held.pt")
     assert code == 0 and "noise types held out of training: city, rooster" in stdout
+    assert "recipe" not in stdout
+    code, _, err = run(capsys, "info", "--model", tmp_path / "held.pt", "--recipe")
+    assert code == 1 and "no recipe" in err and len(err.strip().splitlines()) == 1
+    payload["recipe"] = {"name": "tiny", "text": "name = \"tiny\"\n[base]\nepochs = 2\n"}
+    torch.save(payload, tmp_path / "made.pt")
+    code, stdout, _ = run(capsys, "info", "--model", tmp_path / "made.pt")
+    assert code == 0 and "recipe: tiny" in stdout and "parameters:" in stdout
+    code, stdout, _ = run(capsys, "info", "--model", tmp_path / "made.pt", "--recipe")
+    assert code == 0 and stdout.splitlines() == ['name = "tiny"', "[base]", "epochs = 2"]
     out = tmp_path / "slim.pt"
     code, stdout, _ = run(capsys, "export", model_path, "--out", out)
     assert code == 0 and "float16" in stdout and out.is_file()
+    code, stdout, _ = run(capsys, "export", tmp_path / "made.pt", "--out", tmp_path / "s2.pt")
+    assert code == 0 and load_raw(tmp_path / "s2.pt")["recipe"] == payload["recipe"]
     code, _, err = run(capsys, "export", model_path, "--out", out)
     assert code == 1 and "exists" in err
     code, _, err = run(capsys, "export", model_path, "--out", model_path, "--overwrite")

@@ -138,11 +138,12 @@ def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def export_inference(src: str | os.PathLike, dst: str | os.PathLike, half: bool = True) -> Path:
-    """Write a slim inference checkpoint of ``src``: configs, weights and metrics only (no
-    optimiser state); with ``half`` the weights are stored as float16, halving the file (they
-    are cast back to float32 on load; masks change by < 1e-3)."""
+    """Write a slim inference checkpoint of ``src``: configs, weights, metrics and the recipe
+    it was made by (no optimiser state); with ``half`` the weights are stored as float16,
+    halving the file (they are cast back to float32 on load; masks change by < 1e-3)."""
     payload = load_raw(src)
     keep = {k: payload[k] for k in ("model_config", "stft_config", "metrics", "train_config",
-                                    "epoch", "history", "calibration") if k in payload}
+                                    "epoch", "history", "calibration", "recipe")
+            if k in payload}
     state = payload["state_dict"]
     return save(dst, {**keep, "state_dict": _half(state) if half else state})

@@ -12,6 +12,9 @@ from .common import EXIT_OK, UserError
 def add_info_parser(sub: argparse._SubParsersAction) -> None:
     inf = sub.add_parser("info", help="size, cost and training figures of a model")
     inf.add_argument("--model", default=None, help="checkpoint (default: shipped model)")
+    inf.add_argument("--recipe", action="store_true",
+                     help="print the recipe file the model was made by (speechmask train "
+                          "--recipe), as it was run")
     inf.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                      help=argparse.SUPPRESS)
     inf.set_defaults(func=run_info)
@@ -69,6 +72,9 @@ def _info_onnx(path: Path) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     if args.model and str(args.model).lower().endswith(".onnx"):
+        if args.recipe:
+            raise UserError(f"{args.model}: an ONNX model carries no recipe; give its .pt "
+                            "checkpoint")
         return _info_onnx(Path(args.model))
     import importlib.util
 
@@ -81,6 +87,14 @@ def run_info(args: argparse.Namespace) -> int:
 
     path = Path(args.model) if args.model else default_model_path()
     model, stft_cfg, payload = load_model(path)
+    recipe = payload.get("recipe") if isinstance(payload.get("recipe"), dict) else None
+    if args.recipe:
+        # Only the text, as it was run, so that it can be piped or saved as it is.
+        if not recipe or not recipe.get("text"):
+            raise UserError(f"{path}: no recipe recorded (made by train or finetune, not by "
+                            "train --recipe)")
+        print(recipe["text"].rstrip())
+        return EXIT_OK
     frames_per_second = stft_cfg.sample_rate / stft_cfg.hop
     info = describe(model, frames_per_second)
     print(f"model: {path}")
@@ -97,6 +111,8 @@ def run_info(args: argparse.Namespace) -> int:
           f"(algorithmic latency {latency:.0f} ms"
           + (f", of which {lookahead * stft_cfg.hop * ms_per_sample:.0f} ms look-ahead: "
              f"{lookahead} frame(s))" if lookahead else ")"))
+    if recipe:
+        print(f"recipe: {recipe.get('name')} (speechmask info --recipe prints it)")
     stages = training_stages(payload)
     # One line per run or average the weights went through (earlier ones: `train --init`).
     for i, stage in enumerate(stages, 1):
