@@ -265,6 +265,15 @@ def test_every_committed_recipe_and_config_loads(path):
         assert isinstance(from_dict(TrainConfig, data, str(path)), TrainConfig)
 
 
+@pytest.mark.parametrize("name, change", [("clean_cap50", {"clean_snr_max_db": 50.0})])
+def test_experiment_is_the_shipped_recipe_plus_one_setting(name, change):
+    shipped = load_recipe(_ROOT / "recipes/default.toml")
+    experiment = load_recipe(_ROOT / f"docs/experiments/{name}.toml")
+    assert experiment.init == shipped.init and experiment.average == shipped.average
+    for a, b in zip(shipped.stages, experiment.stages, strict=True):
+        assert b.config == replace(a.config, **change)
+
+
 def test_spec_loss_experiment_is_the_shipped_recipe_of_its_day_plus_one_setting():
     """docs/experiments/spec_loss.toml predates the 30 dB ceiling and the 2/3 share: it is
     today's recipe without them (and so without the ceiling's clean exemption), plus the

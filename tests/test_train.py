@@ -216,6 +216,18 @@ def test_ceiling_on_clean_decides_whether_clean_examples_are_capped(on_clean):
     assert snr_ceilings_db(cfg, None) == 30.0
 
 
+def test_spared_clean_examples_may_get_their_own_ceiling():
+    cfg = _cfg(loss="snr", snr_max_db=30.0, ceiling_on_clean=False, clean_snr_max_db=50.0)
+    tops = snr_ceilings_db(cfg, torch.tensor([math.inf, 20.0, -5.0]))
+    assert tops.tolist() == [50.0, 30.0, 30.0]
+    gen = torch.Generator().manual_seed(4)
+    ref = torch.randn(1, 5, 257, dtype=torch.complex64, generator=gen)
+    est = ref + 1e-4 * torch.randn(1, 5, 257, dtype=torch.complex64, generator=gen)  # ~80 dB
+    loss = compute_loss(cfg, torch.ones(1, 5, 257), torch.ones(1, 5, 257), est, ref,
+                        torch.tensor([math.inf]))
+    assert float(loss) == pytest.approx(-5.0, abs=0.05)  # -50 dB / 10
+
+
 @pytest.mark.parametrize("level", [1e-3, 1.0, 30.0])
 def test_spectral_power_loss_is_zero_when_perfect_and_level_free(level):
     gen = torch.Generator().manual_seed(1)
