@@ -81,6 +81,9 @@ def run_info(args: argparse.Namespace) -> int:
     if args.model is None and importlib.util.find_spec("torch") is None:
         from ..onnx_backend import default_onnx_path
 
+        if args.recipe:
+            raise UserError("the recipe is kept in the shipped .pt checkpoint, which needs "
+                            "torch to read: pip install 'speechmask[torch]'")
         return _info_onnx(default_onnx_path())
     from ..checkpoint import default_model_path, load_model, training_stages
     from ..model import describe
