@@ -84,7 +84,8 @@ class TrainConfig:
     # while the noisy 15-40 dB examples stay capped. Why: with every example capped the model
     # may touch clean speech by what 30 dB allows, and does so to quiet studio speech (a loud
     # onset after a pause loses 7 dB; docs/fidelity.md), which the uncapped model passed at
-    # 100 dB. True (cap every example) is how the shipped model was trained.
+    # 100 dB. True (cap every example) keeps older configs as they were; recipes/default.toml
+    # sets False (the shipped model: quiet speech at 40 dB instead of 17).
     ceiling_on_clean: bool = True
     # The ceiling clean examples get instead when ceiling_on_clean is False, dB (inf: none, as
     # the shipped recipe). A finite one, e.g. 50, still asks for speech left alone far past
