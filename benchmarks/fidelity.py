@@ -109,9 +109,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     model = args.model
-    if model is not None and not model.endswith(".onnx"):
-        args.backend = "torch"
-    if args.backend == "onnx":
+    # A .pt checkpoint can only run with torch; an .onnx model or the shipped one with either.
+    on_torch = args.backend == "torch" or (model is not None
+                                           and not model.lower().endswith(".onnx"))
+    if not on_torch:
         from speechmask.onnx_backend import OnnxEnhancer
 
         enh = OnnxEnhancer.load(model)
