@@ -352,6 +352,13 @@ def test_info_and_export(capsys, tmp_path, model_path):
     assert code == 1 and "overwrite the input" in err
     code, stdout, _ = run(capsys, "export", model_path, "--onnx", tmp_path / "m.onnx")
     assert code == 0 and (tmp_path / "m.onnx").is_file() and "onnxruntime" in stdout
+    # ... and its one-frame int8 graph beside it, for streams; never over an existing file.
+    assert (tmp_path / "m.stream.onnx").is_file() and "int8" in stdout
+    (tmp_path / "m.onnx").rename(tmp_path / "kept.onnx")
+    code, _, err = run(capsys, "export", model_path, "--onnx", tmp_path / "m.onnx")
+    assert code == 1 and "m.stream.onnx" in err and "exists" in err
+    assert not (tmp_path / "m.onnx").exists()
+    (tmp_path / "kept.onnx").rename(tmp_path / "m.onnx")
     from speechmask.onnx_backend import OnnxEnhancer
 
     audio = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1

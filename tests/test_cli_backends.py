@@ -167,5 +167,6 @@ def test_bench_without_torch_measures_the_onnx_rows(tmp_path):
                              "--hop-seconds", "0.5", "--threads", "1"],
                             capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "| onnx | offline | 1 |" in result.stdout and "| onnx | streaming | 1 |" in result.stdout
+    assert "| onnx | offline | 1 |" in result.stdout
+    assert "| onnx | streaming (int8) | 1 |" in result.stdout  # the shipped int8 hop graph
     assert "| torch |" not in result.stdout

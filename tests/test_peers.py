@@ -432,13 +432,24 @@ def test_speechmask_systems_with_a_tiny_model(tiny_model_path, tiny_pairs):
 
     model, stft_cfg, _ = load_model(tiny_model_path)
     onnx_path = export_onnx(model, stft_cfg, tiny_model_path.parent / "tiny.onnx")
-    onnx_file, onnx_stream = sy.build_systems(("speechmask_onnx", "speechmask_onnx_stream"),
-                                              onnx_path)
-    for system in (onnx_file, onnx_stream):
+    onnx_file, onnx_stream, onnx_f32 = sy.build_systems(
+        ("speechmask_onnx", "speechmask_onnx_stream", "speechmask_onnx_stream_f32"), onnx_path)
+    for system in (onnx_file, onnx_stream, onnx_f32):
         np.testing.assert_allclose(system.process(p.noisy), systems[0].process(p.noisy),
                                    atol=1e-4)
         assert system.info()["param_count"] == model.parameter_count()
-    assert onnx_stream.info()["latency_ms"] == 32.0
+    assert onnx_stream.info()["latency_ms"] == onnx_f32.info()["latency_ms"] == 32.0
+    # With the int8 graph beside the export, the default stream runs it; float32 does not.
+    from speechmask.onnx_backend import export_onnx_frame, frame_graph_path
+
+    export_onnx_frame(model, stft_cfg, frame_graph_path(onnx_path))
+    onnx_stream, onnx_f32 = sy.build_systems(
+        ("speechmask_onnx_stream", "speechmask_onnx_stream_f32"), onnx_path)
+    fast, exact = onnx_stream.process(p.noisy), onnx_f32.process(p.noisy)
+    assert onnx_stream._impl.frame_model.weights == "int8" and onnx_f32._impl.frame_model is None
+    np.testing.assert_allclose(exact, systems[0].process(p.noisy), atol=1e-4)
+    assert 0 < np.abs(fast - exact).max() and 10 * np.log10(
+        np.sum(exact**2) / np.sum((fast - exact) ** 2)) > 20
     missing = sy.SpeechmaskOffline(tiny_model_path.parent / "nope.pt")
     assert not missing.available() and missing.status().startswith("model missing:")
 

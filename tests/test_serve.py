@@ -341,7 +341,8 @@ def test_websocket_returns_as_many_samples_as_sent(make_client, engine, rate):
     with client.websocket_connect(f"/api/live?rate={rate}") as ws:
         out = _stream(ws, audio, chunks)
     assert len(out) == len(audio)
-    offline = engine.enhancer().pipeline(rate).push(audio, last=True)
+    # A live session runs every frame with the shipped int8 graph, however the chunks fall.
+    offline = engine.pipeline(rate).push(audio, last=True)
     np.testing.assert_allclose(out, offline, atol=1e-5)
     deadline = time.monotonic() + 5  # the session ends on the server just after its reply
     while client.get("/api/health").json()["live_sessions"] and time.monotonic() < deadline:

@@ -38,7 +38,9 @@ class SpeedRow:
     """One real-time-factor measurement."""
 
     backend: str  # "torch" or "onnx"
-    path: str  # "offline" (whole signal at once) or "streaming" (10 ms chunks)
+    # "offline" (whole signal at once) or "streaming" (10 ms chunks; "streaming (int8)" where
+    # ONNX runs the model's int8 one-frame graph)
+    path: str
     threads: int  # intra-op threads of the backend
     rtf: float  # CPU seconds per audio second; lower is better, < 1 keeps up with real time
     wall_s: float  # wall-clock seconds for the whole signal
@@ -53,7 +55,7 @@ class SpeedRow:
 class HopTiming:
     """Wall time of one streaming call that receives exactly one hop of audio."""
 
-    backend: str  # "torch" or "onnx"
+    backend: str  # "torch", "onnx" or "onnx (int8)" (the model's int8 one-frame graph)
     hops: int  # number of timed calls (after 10 warm-up calls)
     mean_ms: float  # mean wall time per hop, ms
     p99_ms: float  # 99th percentile, ms: what decides dropouts in a live pipeline
@@ -134,8 +136,12 @@ def _set_torch_threads(threads: int) -> None:
 
 
 def _enhancers(backend: str, model: str | os.PathLike | None, threads: int
-               ) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
-    """(offline, streaming) callables for ``backend`` on ``threads`` threads."""
+               ) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray],
+                          str]:
+    """(offline, streaming) callables for ``backend`` on ``threads`` threads, and the name of
+    the streaming path: "streaming (int8)" where ONNX streams with the model's int8 graph, as
+    ``speechmask stream`` does."""
+    stream_path = "streaming"
     if backend == "torch":
         from .enhance import Enhancer
         from .streaming import StreamingEnhancer
@@ -147,6 +153,8 @@ def _enhancers(backend: str, model: str | os.PathLike | None, threads: int
 
         offline = OnnxEnhancer.load(model, threads=threads)
         stream = OnnxStreamingEnhancer.load(model, threads=threads)
+        if stream.frame_model is not None:
+            stream_path = f"streaming ({stream.frame_model.weights})"
     else:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
 
@@ -154,7 +162,7 @@ def _enhancers(backend: str, model: str | os.PathLike | None, threads: int
         stream.reset()
         return stream.enhance(audio, STREAM_CHUNK)
 
-    return (lambda audio: offline(audio, MODEL_RATE)), run_stream
+    return (lambda audio: offline(audio, MODEL_RATE)), run_stream, stream_path
 
 
 def measure_rtf(audio: np.ndarray, backends: Sequence[str], threads: Sequence[int],
@@ -168,8 +176,8 @@ def measure_rtf(audio: np.ndarray, backends: Sequence[str], threads: Sequence[in
     with _torch_threads_restored(backends):
         for backend in backends:
             for n_threads in threads:
-                offline, streaming = _enhancers(backend, model, n_threads)
-                for path, fn in (("offline", offline), ("streaming", streaming)):
+                offline, streaming, stream_path = _enhancers(backend, model, n_threads)
+                for path, fn in (("offline", offline), (stream_path, streaming)):
                     fn(audio[:MODEL_RATE])  # warm-up: first-call allocations, lazy init
                     w0, c0 = time.perf_counter(), time.process_time()
                     fn(audio)
@@ -202,6 +210,8 @@ def _time_hops(backend: str, audio: np.ndarray, model: str | os.PathLike | None,
         from .onnx_backend import OnnxStreamingEnhancer
 
         stream = OnnxStreamingEnhancer.load(model, threads=1)
+        if stream.frame_model is not None:
+            backend = f"{backend} ({stream.frame_model.weights})"
     hop = stream.cfg.hop
     if len(audio) < (warmup + 1) * hop:
         raise ValueError(f"per-hop timing needs at least {(warmup + 1) * hop} samples")

@@ -162,9 +162,11 @@ class Engine:
         if model is not None and not Path(model).is_file():
             raise ServeError(f"{model}: model file not found")
         if self.backend == "onnx":
-            from .onnx_backend import OnnxMaskModel, default_onnx_path
+            from .onnx_backend import OnnxMaskModel, default_onnx_path, load_frame_graph
 
             self._onnx = OnnxMaskModel(model or default_onnx_path(), threads=1)
+            # Live sessions run their 16 ms hops with the int8 graph where there is one.
+            self._frame = load_frame_graph(self._onnx, "auto")
         else:
             try:
                 import torch  # noqa: F401
@@ -191,7 +193,12 @@ class Engine:
         return Enhancer(self._model, self._stft, strength)
 
     def pipeline(self, rate: int, strength: float = 1.0) -> ChannelPipeline:
-        """A fresh streaming pipeline for one channel at ``rate`` (its own recurrent state)."""
+        """A fresh streaming pipeline for one live channel at ``rate`` (its own recurrent
+        state; with the ONNX backend, frames run the model's int8 graph if it has one)."""
+        if self.backend == "onnx":
+            from .onnx_backend import OnnxEnhancer
+
+            return OnnxEnhancer(self._onnx, strength, frame_model=self._frame).pipeline(rate)
         return self.enhancer(strength).pipeline(rate)
 
     def info(self) -> dict[str, Any]:

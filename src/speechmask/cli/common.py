@@ -58,9 +58,10 @@ def threads_per_process(requested: int | None) -> int | None:
 
 def load_enhancer(model: str | None, strength: float, backend: str, threads: int | None,
                   device: str = "cpu", prefer_onnx: bool = False,
-                  atten_lim_db: float | None = None):
+                  atten_lim_db: float | None = None, precision: str = "float32"):
     """An ``Enhancer`` (torch, on ``device``) or ``OnnxEnhancer`` (CPU) for the backend;
-    ``threads`` None: as OMP_NUM_THREADS says."""
+    ``threads`` None: as OMP_NUM_THREADS says; ``precision``: of an ONNX stream's one-frame
+    hops (``OnnxEnhancer.load``)."""
     if device != "cpu" and backend == "auto":
         backend = "torch"  # a GPU means the torch backend
     if resolve_backend(backend, model, prefer_onnx) == "onnx":
@@ -74,7 +75,7 @@ def load_enhancer(model: str | None, strength: float, backend: str, threads: int
             except ValueError:
                 threads = 1
         return OnnxEnhancer.load(model, strength=strength, threads=threads,
-                                 atten_lim_db=atten_lim_db)
+                                 atten_lim_db=atten_lim_db, precision=precision)
     import torch
 
     from ..enhance import Enhancer

@@ -44,10 +44,11 @@ def add_model_file_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _info_onnx(path: Path) -> int:
     """``info`` for an exported .onnx model: what its metadata says (no torch needed)."""
-    from ..onnx_backend import OnnxMaskModel, OnnxModelError
+    from ..onnx_backend import OnnxMaskModel, OnnxModelError, load_frame_graph
 
     try:
         model = OnnxMaskModel(path)
+        frame = None if model.frame_graph else load_frame_graph(model, "auto")
     except OnnxModelError as err:
         raise UserError(str(err)) from None
     cfg, stft_cfg = model.model_config, model.stft_cfg
@@ -58,7 +59,13 @@ def _info_onnx(path: Path) -> int:
     params = sum(gates * (h * (f * (k + 1) if i == 0 else h) + h * h + 2 * h)
                  for i in range(model.layers)) + h * f + f
     ms_per_sample = 1000 / stft_cfg.sample_rate
-    print(f"model: {path} (ONNX, runs with onnxruntime)")
+    if model.frame_graph:
+        print(f"model: {path} (ONNX, one frame per call, {model.weights} weights: a stream's "
+              "hop graph; runs with onnxruntime)")
+    else:
+        print(f"model: {path} (ONNX, runs with onnxruntime)")
+        print("streams with: " + ("float32 (no int8 graph beside it)" if frame is None else
+                                  f"{frame.path.name} ({frame.weights} weights)"))
     print(f"architecture: {model.cell.upper()} {model.layers}x{h} + dense {h}->{f} + sigmoid, "
           f"{cfg.get('compression', 'log')} features, "
           + (f"look-ahead {k} frame(s)" if k else "causal"))
@@ -150,7 +157,12 @@ def run_export(args: argparse.Namespace) -> int:
     if not args.out and not args.onnx:
         raise UserError("give --out FILE.pt (slim checkpoint) and/or --onnx FILE.onnx")
     src = Path(args.model) if args.model else default_model_path()
-    for target in filter(None, (args.out, args.onnx)):
+    targets = [args.out, args.onnx]
+    if args.onnx:
+        from ..onnx_backend import frame_graph_path
+
+        targets.append(frame_graph_path(args.onnx))
+    for target in filter(None, targets):
         refuse_target(Path(target), [src], args.overwrite)
     model, stft_cfg, _ = load_model(src)
     if args.out:
@@ -159,13 +171,18 @@ def run_export(args: argparse.Namespace) -> int:
               f"parameters, {'float32' if args.float32 else 'float16'} weights)")
     if args.onnx:
         try:
-            from ..onnx_backend import export_onnx
+            import onnx  # noqa: F401
+
+            from ..onnx_backend import export_onnx, export_onnx_frame, frame_graph_path
         except ImportError as err:  # onnx is an optional extra
             raise UserError(f"ONNX export needs the onnx package ({err.name} missing): "
                             "pip install 'speechmask[torch]'") from None
         out = export_onnx(model, stft_cfg, args.onnx)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): frame-by-frame model with its "
               "recurrent state as inputs/outputs, runs with onnxruntime alone")
+        out = export_onnx_frame(model, stft_cfg, frame_graph_path(args.onnx))
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): its one-frame graph with int8 "
+              "weights, which `speechmask stream` runs each 16 ms hop with")
     return EXIT_OK
 
 
