@@ -190,7 +190,7 @@ def export_onnx_frame(model: MaskNet, stft_cfg: StftConfig, path: str | os.PathL
     ``int8`` (the default) onnxruntime's dynamic quantization stores the weights as int8 (a
     quarter of the size) and runs them as int8 products, the values of each frame's inputs
     quantized as they come. A stream reads every weight once per 16 ms hop; int8 runs a hop
-    of the shipped 2 x 384 GRU in 88 us instead of 218 (2-core Intel Xeon, 2026-12-07), for
+    of the shipped 2 x 384 GRU in 88 us instead of 218 (2-core AMD EPYC, 2026-12-07), for
     -0.03 +- 0.02 dB SI-SDR on 60 ood pairs (docs/benchmark.md). The state is the whole
     graph's: the two graphs may take turns on one stream.
     """
