@@ -138,6 +138,11 @@ def test_precision_choices(tmp_path, caplog):
     assert "other weights" in caplog.text
     with pytest.raises(OnnxModelError, match="other weights"):
         load_frame_graph(whole, "int8")
+    # Its own graph in float32: auto takes it, int8 does not.
+    export_onnx_frame(model, StftConfig(), frame_graph_path(whole.path), int8=False)
+    assert load_frame_graph(whole, "auto").weights == "float32"
+    with pytest.raises(OnnxModelError, match="float32 weights, not int8"):
+        load_frame_graph(whole, "int8")
     # Its own graph: taken by auto and int8, never by float32.
     export_onnx_frame(model, StftConfig(), frame_graph_path(whole.path))
     assert load_frame_graph(whole, "auto").weights == "int8"

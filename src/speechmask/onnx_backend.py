@@ -554,6 +554,9 @@ def load_frame_graph(model: OnnxMaskModel, precision: str = "auto",
             raise OnnxModelError(message)
         log.warning("%s; streaming in float32", message)
         return None
+    if precision == "int8" and frame.weights != "int8":
+        raise OnnxModelError(f"{path}: {frame.weights} weights, not int8; re-export with "
+                             f"`speechmask export MODEL --onnx {model.path}`")
     return frame
 
 
