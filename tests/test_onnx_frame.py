@@ -217,3 +217,10 @@ def test_stream_cli_precision(tmp_path):
     assert "own.stream.onnx" in err[0] and "speechmask export" in err[0]
     result = _stream_cli("--model", str(tmp_path / "own.onnx"), pcm=pcm.tobytes())
     assert result.returncode == 0 and "float32 hops" in result.stderr.decode()
+    # A torch checkpoint has no int8 graph: saying so beats silently streaming in float32.
+    from speechmask import checkpoint as ckpt
+
+    own_pt = ckpt.save(tmp_path / "own.pt", ckpt.model_payload(_tiny("gru", 1), StftConfig()))
+    result = _stream_cli("--model", str(own_pt), "--precision", "int8", pcm=pcm.tobytes())
+    err = result.stderr.decode().strip().splitlines()
+    assert result.returncode != 0 and len(err) == 1 and "--precision int8" in err[0]

@@ -190,9 +190,10 @@ def export_onnx_frame(model: MaskNet, stft_cfg: StftConfig, path: str | os.PathL
     ``int8`` (the default) onnxruntime's dynamic quantization stores the weights as int8 (a
     quarter of the size) and runs them as int8 products, the values of each frame's inputs
     quantized as they come. A stream reads every weight once per 16 ms hop; int8 runs a hop
-    of the shipped 2 x 384 GRU in 88 us instead of 218 (2-core AMD EPYC, 2026-12-07), for
-    -0.03 +- 0.02 dB SI-SDR on 60 ood pairs (docs/benchmark.md). The state is the whole
-    graph's: the two graphs may take turns on one stream.
+    of the shipped 2 x 384 GRU in 88 us instead of 218 (2-core AMD EPYC, 2026-12-07); the
+    stream's CPU falls 1.6x, for -0.015 +- 0.007 dB SI-SDR on the dry ood pairs and +0.018 +-
+    0.004 on the corpus test set (docs/benchmark.md). The state is the whole graph's: the two
+    graphs may take turns on one stream.
     """
     import onnx
     import torch
