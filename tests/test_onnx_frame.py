@@ -115,6 +115,10 @@ def test_stream_runs_single_frame_hops_with_int8(graphs, white_noise):
     cuts = np.sort(rng.choice(np.arange(1, len(audio)), size=9, replace=False))
     pieces = [fast.process(c) for c in np.split(audio, cuts)] + [fast.flush()]
     assert np.abs(np.concatenate(pieces)[fast.latency :] - b).max() < 1e-6
+    # The frame graph given as the model runs as given, frame by frame (enhance --model it).
+    given = OnnxEnhancer.load(int8.path)
+    assert given.model.frame_graph and given.frame_model is None
+    assert np.abs(given(audio, 16000) - b).max() < 1e-6
     # A file enhancer loads no int8 graph unless asked: the output torch gives.
     offline = OnnxEnhancer.load(whole.path)
     assert offline.frame_model is None

@@ -628,13 +628,14 @@ class OnnxEnhancer(ArrayEnhancer):
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, strength: float = 1.0,
              threads: int = 1, atten_lim_db: float | None = None,
-             precision: str = "float32") -> OnnxEnhancer:
+             precision: str | None = None) -> OnnxEnhancer:
         """Load an ONNX model written by :func:`export_onnx` (default: the shipped one).
-        ``precision`` of its pipelines (:func:`load_frame_graph`): float32 by default, the
-        output torch gives; ``speechmask stream`` asks for ``"auto"`` (int8 where there is
-        that graph)."""
+        ``precision`` of its pipelines (:func:`load_frame_graph`); None (default): the model
+        as given, which for a whole graph is the output torch gives; ``speechmask stream``
+        asks for ``"auto"`` (int8 where there is that graph)."""
         model = OnnxMaskModel(path or default_onnx_path(), threads=threads)
-        return cls(model, strength, atten_lim_db, load_frame_graph(model, precision, threads))
+        frame = None if precision is None else load_frame_graph(model, precision, threads)
+        return cls(model, strength, atten_lim_db, frame)
 
     def mask_16k(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Enhance mono 16 kHz ``audio: [N]`` in one call. Returns ``(enhanced [N], mask [T, F])``.

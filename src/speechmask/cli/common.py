@@ -58,10 +58,10 @@ def threads_per_process(requested: int | None) -> int | None:
 
 def load_enhancer(model: str | None, strength: float, backend: str, threads: int | None,
                   device: str = "cpu", prefer_onnx: bool = False,
-                  atten_lim_db: float | None = None, precision: str = "float32"):
+                  atten_lim_db: float | None = None, precision: str | None = None):
     """An ``Enhancer`` (torch, on ``device``) or ``OnnxEnhancer`` (CPU) for the backend;
     ``threads`` None: as OMP_NUM_THREADS says; ``precision``: of an ONNX stream's one-frame
-    hops (``OnnxEnhancer.load``)."""
+    hops (``OnnxEnhancer.load``; None: the model as given)."""
     if device != "cpu" and backend == "auto":
         backend = "torch"  # a GPU means the torch backend
     if resolve_backend(backend, model, prefer_onnx) == "onnx":
