@@ -27,8 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "(about 3x less CPU per frame), torch for a .pt checkpoint")
     sm.add_argument("--precision", choices=("auto", "int8", "float32"), default="auto",
                     help="weights the ONNX model runs its 16 ms hops with: auto (default) "
-                    "int8 where the model has that graph beside it (model.stream.onnx: 1.6x "
-                    "less CPU, within 0.02 dB on noisy speech), else float32; int8 insists")
+                    "int8 where the model has that graph beside it (model.stream.onnx: 1.4x "
+                    "less CPU, within 0.02 dB), else float32; int8 insists")
     sm.add_argument("--keep-latency", action="store_true",
                     help="output the delayed stream (the latency as leading silence: 32 ms, "
                     "+ 16 ms per look-ahead frame; then the signal) instead of trimming it to "
