@@ -95,17 +95,7 @@ def export_onnx(model: MaskNet, stft_cfg: StftConfig, path: str | os.PathLike) -
     The model and STFT configs are stored as JSON in the metadata. ``model``'s train/eval mode
     is left as it was.
     """
-    import onnx
     import torch
-
-    cfg = model.cfg
-    if cfg.n_freqs != stft_cfg.n_fft // 2 + 1:
-        raise ValueError(
-            f"model has {cfg.n_freqs} frequency bins but the STFT gives "
-            f"{stft_cfg.n_fft // 2 + 1} (n_fft={stft_cfg.n_fft})"
-        )
-    state_in = state_names(cfg.cell, cfg.lookahead)
-    state_out = [f"{name}_out" for name in state_in]
 
     class _Wrapper(torch.nn.Module):
         """``(mag, *state) -> (mask, *new_state)``: flat tensors for the exporter."""
@@ -118,38 +108,44 @@ def export_onnx(model: MaskNet, stft_cfg: StftConfig, path: str | os.PathLike) -
             mask, new_state = self.net(mag, tuple(state))
             return (mask, *new_state)
 
-    # Example inputs: batch 2 and 5 frames, so that neither axis is traced as a constant 1.
-    example_batch, example_frames = 2, 5
-    mag = torch.rand(example_batch, example_frames, cfg.n_freqs)
-    state = model.initial_state(example_batch)
-    dynamic_axes: dict[str, dict[int, str]] = {
-        "mag": {0: "batch", 1: "frames"},
-        "mask": {0: "batch", 1: "frames"},
-    }
+    # 5 example frames, so that the frame axis is not traced as a constant 1.
+    proto = _traced(_Wrapper(model), model, stft_cfg, frames=5)
+    return _write_with_metadata(proto, _metadata(model, stft_cfg), Path(path))
+
+
+def _traced(module: Any, model: MaskNet, stft_cfg: StftConfig, frames: int) -> Any:
+    """The ONNX proto of ``module`` (``(mag, *state) -> (mask, *state)``, computing ``model``)
+    traced in eval mode with the graph's input/output names; ``model``'s train/eval mode is
+    left as it was. ``frames`` > 1: the frame axis of ``mag``/``mask`` is dynamic; 1: fixed."""
+    import onnx
+    import torch
+
+    cfg = model.cfg
+    if cfg.n_freqs != stft_cfg.n_fft // 2 + 1:
+        raise ValueError(
+            f"model has {cfg.n_freqs} frequency bins but the STFT gives "
+            f"{stft_cfg.n_fft // 2 + 1} (n_fft={stft_cfg.n_fft})"
+        )
+    state_in = state_names(cfg.cell, cfg.lookahead)
+    state_out = [f"{name}_out" for name in state_in]
+    batch = 2  # not 1, so that the batch axis is not traced as a constant
+    example = (torch.rand(batch, frames, cfg.n_freqs), *model.initial_state(batch))
+    signal_axes = {0: "batch", 1: "frames"} if frames > 1 else {0: "batch"}
+    dynamic_axes: dict[str, dict[int, str]] = {"mag": signal_axes, "mask": signal_axes}
     for name in state_in + state_out:
         dynamic_axes[name] = {0 if name.startswith("history") else 1: "batch"}
 
     was_training = model.training
     buffer = io.BytesIO()
     try:
-        wrapper = _Wrapper(model).eval()
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(
-                wrapper,
-                (mag, *state),
-                buffer,
-                input_names=["mag", *state_in],
-                output_names=["mask", *state_out],
-                dynamic_axes=dynamic_axes,
-                opset_version=OPSET,
-                dynamo=False,
-            )
+            torch.onnx.export(module.eval(), example, buffer, input_names=["mag", *state_in],
+                              output_names=["mask", *state_out], dynamic_axes=dynamic_axes,
+                              opset_version=OPSET, dynamo=False)
     finally:
         model.train(was_training)
-
-    proto = onnx.load_from_string(buffer.getvalue())
-    return _write_with_metadata(proto, _metadata(model, stft_cfg), Path(path))
+    return onnx.load_from_string(buffer.getvalue())
 
 
 def _metadata(model: MaskNet, stft_cfg: StftConfig) -> dict[str, str]:
@@ -195,27 +191,7 @@ def export_onnx_frame(model: MaskNet, stft_cfg: StftConfig, path: str | os.PathL
     2026-12-07); docs/benchmark.md pairs its streams with float32 on every set. The state is
     the whole graph's: the two graphs may take turns on one stream.
     """
-    import onnx
-    import torch
-
-    state_in = state_names(model.cfg.cell, model.cfg.lookahead)
-    state_out = [f"{name}_out" for name in state_in]
-    step = _frame_step(model)
-    batch = 2  # not 1, so that the batch axis is not traced as a constant
-    example = (torch.rand(batch, 1, model.cfg.n_freqs), *model.initial_state(batch))
-    dynamic_axes = {name: {0 if name.startswith(("history", "mag", "mask")) else 1: "batch"}
-                    for name in ["mag", "mask", *state_in, *state_out]}
-    buffer = io.BytesIO()
-    was_training = model.training
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(step.eval(), example, buffer, input_names=["mag", *state_in],
-                              output_names=["mask", *state_out], dynamic_axes=dynamic_axes,
-                              opset_version=OPSET, dynamo=False)
-    finally:
-        model.train(was_training)
-    proto = onnx.load_from_string(buffer.getvalue())
+    proto = _traced(_frame_step(model), model, stft_cfg, frames=1)
     if int8:
         proto = _quantized(proto, keep_float=model.cfg.n_freqs * (model.cfg.lookahead + 1))
     meta = _metadata(model, stft_cfg)
