@@ -8,17 +8,21 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
+from onnx import helper, numpy_helper
 
 from speechmask.features import StftConfig
 from speechmask.model import MaskNet, ModelConfig
 from speechmask.onnx_backend import (
+    COLUMN_INT8_MAX,
     META_DIGEST,
     OnnxEnhancer,
     OnnxMaskModel,
     OnnxModelError,
     OnnxStreamingEnhancer,
+    _int8_columns,
     default_onnx_path,
     export_onnx,
     export_onnx_frame,
@@ -83,7 +87,7 @@ def test_float32_frame_graph_equals_whole_graph(graphs, batch):
     assert all(np.array_equal(a, b) for a, b in zip(looped_state, got_state, strict=True))
 
 
-def test_int8_frame_graph_is_close_and_keeps_the_first_layer_float(graphs):
+def test_int8_frame_graph_is_close_and_quantizes_the_first_layer_per_column(graphs):
     whole, f32, int8 = graphs
     assert int8.weights == "int8" and int8.digest == whole.digest == f32.digest
     mag = _frames(1, 200, seed=7)
@@ -93,21 +97,48 @@ def test_int8_frame_graph_is_close_and_keeps_the_first_layer_float(graphs):
     # trained one: see the shipped model's test).
     assert np.abs(got - want).mean() < 0.04
     assert np.abs(got - want).max() < 0.25
-    # The first layer's input product (it reads the features) stays float32; every other
-    # product (recurrent, second layer, dense) runs on int8 weights.
     graph = onnx.load(str(int8.path)).graph
     dims = {t.name: list(t.dims) for t in graph.initializer}
+    arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    assert not [n for n in graph.node if n.op_type in ("MatMul", "Gemm")]  # no float product
+    # The first layer's input product (it reads the features): one scale per output column,
+    # 7-bit weights (no int16 saturation on AVX2), and the matrix's columns come back.
     feature_width = F * (int8.lookahead + 1)
-    float_products = [n for n in graph.node if n.op_type in ("MatMul", "Gemm")]
-    assert [dims[i][0] for n in float_products for i in n.input if i in dims] == [feature_width]
+    (first,) = [n for n in graph.node if n.op_type == "DynamicQuantizeMatMul"
+                and dims.get(n.input[1], [0])[0] == feature_width]
+    levels, scale = arrays[first.input[1]], arrays[first.input[2]]
+    gates, hidden = (4 if int8.cell == "lstm" else 3), int8.hidden
+    assert levels.shape == (feature_width, gates * hidden) and scale.shape == (gates * hidden,)
+    assert np.abs(levels).max() == COLUMN_INT8_MAX
+    assert (np.abs(levels).max(axis=0) == COLUMN_INT8_MAX).all()  # every column's range used
+    # Every other product (recurrent, second layer, dense) has one scale per matrix.
     int8_products = [n for n in graph.node if n.op_type == "MatMulInteger"]
-    # recurrent products of every layer, the input products of layers 2.., the dense layer
     assert len(int8_products) == 2 * int8.layers
     int8_matrices = [t for t in graph.initializer
                      if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 2]
-    gates, hidden = (4 if int8.cell == "lstm" else 3), int8.hidden
     assert sum(np.prod(t.dims) for t in int8_matrices) == (
-        (2 * int8.layers - 1) * gates * hidden * hidden + hidden * F)
+        feature_width * gates * hidden
+        + (2 * int8.layers - 1) * gates * hidden * hidden + hidden * F)
+
+
+def test_per_column_int8_recovers_the_matrix():
+    # A product with columns of very different size: each keeps its relative precision.
+    rng = np.random.default_rng(0)
+    matrix = (rng.standard_normal((40, 6)) * np.array([1e-3, 1e-2, 0.1, 1, 10, 0])).astype(
+        np.float32)
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 40])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 6])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="first")], "g", [x], [y],
+        [numpy_helper.from_array(matrix, "w")])
+    proto = _int8_columns(helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)]), {"first"})
+    assert [n.op_type for n in proto.graph.node] == ["DynamicQuantizeMatMul"]
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    inputs = rng.random((1, 40)).astype(np.float32)
+    got, want = session.run(None, {"x": inputs})[0], inputs @ matrix
+    error = np.abs(got - want) / np.maximum(np.abs(want), 1e-12)
+    assert (error[0, :5] < 0.05).all() and got[0, 5] == 0.0
 
 
 def test_stream_runs_single_frame_hops_with_int8(graphs, white_noise):

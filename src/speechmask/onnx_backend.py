@@ -185,37 +185,37 @@ def export_onnx_frame(model: MaskNet, stft_cfg: StftConfig, path: str | os.PathL
     ``[B, 1, F]``: the recurrent cells are written out as matrix products, so that with
     ``int8`` (the default) onnxruntime's dynamic quantization stores the weights as int8 (a
     quarter of the size) and runs them as int8 products, the values of each frame's inputs
-    quantized as they come; the first layer's input product stays float32 (see
-    :func:`_quantized`). A stream reads every weight once per 16 ms hop: this graph runs a hop
-    of the shipped 2 x 384 GRU in 129 us instead of 222 (all-int8: 109; 2-core AMD EPYC,
-    2026-12-07); docs/benchmark.md pairs its streams with float32 on every set. The state is
-    the whole graph's: the two graphs may take turns on one stream.
+    quantized as they come; the first layer's input product, which reads the features, has one
+    weight scale per column (see :func:`_quantized`). A stream reads every weight once per 16 ms
+    hop: this graph runs a hop of the shipped 2 x 384 GRU in 98 us instead of 222 (2-core AMD
+    EPYC, 2026-12-07); docs/benchmark.md pairs its streams with float32 on every set. The state
+    is the whole graph's: the two graphs may take turns on one stream.
     """
     proto = _traced(_frame_step(model), model, stft_cfg, frames=1)
     if int8:
-        proto = _quantized(proto, keep_float=model.cfg.n_freqs * (model.cfg.lookahead + 1))
+        proto = _quantized(proto, first_rows=model.cfg.n_freqs * (model.cfg.lookahead + 1))
     meta = _metadata(model, stft_cfg)
     meta[META_GRAPH] = GRAPH_FRAME
     meta[META_WEIGHTS] = "int8" if int8 else "float32"
     return _write_with_metadata(proto, meta, Path(path))
 
 
-def _quantized(proto: Any, keep_float: int) -> Any:
-    """``proto`` with its MatMuls' constant weights dynamically quantized to int8, except the
-    products with ``keep_float`` input rows: the first layer's, which read the features.
+def _quantized(proto: Any, first_rows: int) -> Any:
+    """``proto`` with its MatMuls' constant weights dynamically quantized to int8 (onnxruntime
+    ``quantize_dynamic``: one scale per matrix), except the first layer's input product (the
+    one with ``first_rows`` input rows), which :func:`_int8_columns` quantizes per column.
 
-    The features span a wide range (log magnitudes of near-silent bins lie far below speech),
-    and a dynamically quantized input gets one scale for the whole frame: speech bins then
-    lose their detail. All-int8, clean studio speech at -40 dBFS came back at 23.5 dB SNR
-    against the input at 16 kHz (float32: 40.2; -50 dBFS: 20.0 against 37.6); with the first
-    layer in float32, at 43.5 (-50 dBFS: 40.7), and a hop's network time is 129 us instead of
-    109 (float32: 222; the first layer's 592 k weights are 29 % of them)."""
+    The first layer reads the features, whose detail quiet speech lives in; quantized like the
+    others, clean studio speech at -40 dBFS came back at 23.5 dB SNR against the input at 16 kHz
+    (float32 40.2), and it had been kept float32 (43.5 dB; a hop's network 129 us). Its
+    weights per column in 7 bits: 44.8 dB at -40 dBFS, 43.5 at -50 (float32 43.5 / 40.7), and
+    a hop's network 98 us instead of 134 (2-core AMD EPYC, 2026-12-07, all called alone)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     weights = {t.name: t.dims for t in proto.graph.initializer}
     first_layer = [node.name for node in proto.graph.node if node.op_type == "MatMul"
-                   and any(list(weights.get(i, ())[:1]) == [keep_float] for i in node.input)]
+                   and any(list(weights.get(i, ())[:1]) == [first_rows] for i in node.input)]
 
     # The quantizer logs advice and per-tensor notes on the root logger: silenced meanwhile.
     was_disabled = logging.root.manager.disable
@@ -223,13 +223,51 @@ def _quantized(proto: Any, keep_float: int) -> Any:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "int8.onnx"
-            # Per-tensor, signed weights: per-channel scales were less accurate here (max mask
-            # change 0.39 vs 0.12 on random frames) and slower; uint8 weights slower (108 us).
+            # Per-tensor, signed weights: the quantizer's per-channel scales were less accurate
+            # (max mask change 0.39 vs 0.12 on random frames; full 8-bit columns saturate, see
+            # _int8_columns) and slower; uint8 weights slower (108 us).
             quantize_dynamic(proto, out, weight_type=QuantType.QInt8, per_channel=False,
                              nodes_to_exclude=first_layer)
-            return onnx.load(str(out))
+            quantized = onnx.load(str(out))
     finally:
         logging.disable(was_disabled)
+    return _int8_columns(quantized, set(first_layer))
+
+
+# Largest |int8 weight| of a per-column quantized product: 7 bits. x86 CPUs without VNNI
+# (AVX2) multiply the uint8 inputs by int8 weights in pairs summed to int16 (vpmaddubsw):
+# 255 * 127 * 2 overflows it, 255 * 63 * 2 cannot. Full-range columns saturated: quiet speech
+# at -40 dBFS came back at 16.6 dB SNR instead of 44.8. Per-column scales give the bit back.
+COLUMN_INT8_MAX = 63
+
+
+def _int8_columns(proto: Any, names: set[str]) -> Any:
+    """``proto`` with the MatMul nodes ``names`` (input times a constant ``[K, N]`` matrix)
+    replaced by onnxruntime's ``DynamicQuantizeMatMul``: the input quantized per frame as it
+    comes (uint8, one scale), the matrix once, one scale per output column, weights within
+    +-:data:`COLUMN_INT8_MAX`."""
+    from onnx import helper, numpy_helper
+
+    inits = {t.name: t for t in proto.graph.initializer}
+    for index, node in enumerate(list(proto.graph.node)):
+        if node.name not in names:
+            continue
+        matrix = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)  # [K, N]
+        peak = np.abs(matrix).max(axis=0)
+        scale = np.where(peak > 0, peak / COLUMN_INT8_MAX, 1.0).astype(np.float32)  # [N]
+        levels = np.clip(np.round(matrix / scale), -COLUMN_INT8_MAX, COLUMN_INT8_MAX)
+        name = node.input[1]
+        proto.graph.initializer.remove(inits[name])
+        proto.graph.initializer.extend([
+            numpy_helper.from_array(levels.astype(np.int8), f"{name}_int8"),
+            numpy_helper.from_array(scale, f"{name}_scale")])
+        proto.graph.node.remove(node)
+        proto.graph.node.insert(index, helper.make_node(
+            "DynamicQuantizeMatMul", [node.input[0], f"{name}_int8", f"{name}_scale"],
+            list(node.output), name=f"{node.name}_int8", domain="com.microsoft"))
+    if names and not any(op.domain == "com.microsoft" for op in proto.opset_import):
+        proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return proto
 
 
 def _frame_step(net: MaskNet) -> Any:

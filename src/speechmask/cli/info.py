@@ -182,8 +182,7 @@ def run_export(args: argparse.Namespace) -> int:
               "recurrent state as inputs/outputs, runs with onnxruntime alone")
         out = export_onnx_frame(model, stft_cfg, frame_graph_path(args.onnx))
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): its one-frame graph with int8 "
-              "weights (the first layer float32), which `speechmask stream` runs each 16 ms "
-              "hop with")
+              "weights, which `speechmask stream` runs each 16 ms hop with")
     return EXIT_OK
 
 
