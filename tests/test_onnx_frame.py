@@ -18,6 +18,7 @@ from speechmask.model import MaskNet, ModelConfig
 from speechmask.onnx_backend import (
     COLUMN_INT8_MAX,
     META_DIGEST,
+    BoundFrames,
     OnnxEnhancer,
     OnnxMaskModel,
     OnnxModelError,
@@ -139,6 +140,48 @@ def test_per_column_int8_recovers_the_matrix():
     got, want = session.run(None, {"x": inputs})[0], inputs @ matrix
     error = np.abs(got - want) / np.maximum(np.abs(want), 1e-12)
     assert (error[0, :5] < 0.05).all() and got[0, 5] == 0.0
+
+
+def test_bound_frames_equal_the_model_and_hand_out_copies(graphs):
+    _, _, int8 = graphs
+    bound = BoundFrames(int8)
+    mag = _frames(1, 12, seed=5)
+    rng = np.random.default_rng(1)
+    start = tuple((rng.standard_normal(s.shape) * 0.5).astype(np.float32)
+                  for s in int8.initial_state(1))
+    want, state = [], start
+    for t in range(12):
+        mask, state = int8.run(np.ascontiguousarray(mag[:, t : t + 1]), state)
+        want.append(mask[0, 0])
+    # Frames 0-4 bound, 5-7 through the model (its state is copied in again), 8-11 bound.
+    got, state = [], start
+    for t in range(12):
+        frame = np.ascontiguousarray(mag[:, t : t + 1])
+        if 5 <= t < 8:
+            mask, state = int8.run(frame, state)
+            got.append(mask[0, 0])
+        else:
+            mask, state = bound.run(frame[0], state)
+            got.append(mask[0])
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    assert got[0] is not got[1] and not np.shares_memory(got[-1], bound.mask)
+    with pytest.raises(ValueError, match="one-frame graph"):
+        BoundFrames(graphs[0])
+
+
+def test_bound_stream_recovers_when_the_network_overflows(graphs, white_noise, caplog):
+    # 1e30 samples overflow the squared magnitude (float32): the features and the network's
+    # output turn NaN, those frames pass through, and the state restarts from zero.
+    whole, _, _ = graphs
+    stream = OnnxStreamingEnhancer.load(whole.path)
+    assert stream._bound is not None
+    speech = 0.1 * white_noise(3200, seed=2)
+    pieces = [stream.process(speech), stream.process(np.full(800, 1e30, np.float32))]
+    with caplog.at_level(logging.WARNING):
+        pieces += [stream.process(speech[i : i + 160]) for i in range(0, 3200, 160)]
+    assert "network produced NaN" in caplog.text
+    assert stream._state_is_finite() and all(np.isfinite(p).all() for p in pieces)
+    assert np.abs(pieces[-1]).max() > 0
 
 
 def test_stream_runs_single_frame_hops_with_int8(graphs, white_noise):

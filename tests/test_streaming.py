@@ -65,11 +65,12 @@ class _ToyStream(FrameStream):
         return np.stack(masks).astype(np.float32)
 
 
+@pytest.mark.parametrize("strength", [0.8, 1.0])
 @pytest.mark.parametrize("lookahead", [0, 1, 2])
 @pytest.mark.parametrize("rate", [16000, 48000])
-def test_one_frame_per_call_equals_many_frames_per_call(lookahead, rate):
+def test_one_frame_per_call_equals_many_frames_per_call(lookahead, rate, strength):
     audio = (np.random.default_rng(lookahead).standard_normal(rate // 2) * 0.1).astype(np.float32)
-    stream = _ToyStream(StftConfig(), 0.8, None, lookahead, rate)
+    stream = _ToyStream(StftConfig(), strength, None, lookahead, rate)
     hop = stream.cfg.hop
     per_hop = stream.enhance(audio, chunk=hop)  # exactly one frame per call
     assert stream._frames_done == len(audio) // hop + 1 + lookahead

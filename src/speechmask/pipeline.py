@@ -313,6 +313,7 @@ class FrameStream:
         self._pending = np.zeros(half, np.float32)
         # Overlap-add accumulator; index 0 is the first output position not yet complete.
         self._ola = np.zeros(self.cfg.n_fft, np.float32)
+        self._zeros = np.zeros(self.cfg.hop, np.float32)  # what enters _ola each hop (read only)
         self._frames_done = 0  # frames given to the network
         self._top_ratio = self._top_peak = 0.0  # band-limited until the top band shows
         self._level = LevelTracker(self.cfg.sample_rate / self.cfg.hop)
@@ -336,7 +337,8 @@ class FrameStream:
     def apply_strength(self, mask: Any) -> Any:
         """``1 - strength * (1 - mask)``: strength 0 is the input, 1 the full mask; then at
         least :attr:`floor`."""
-        mask = 1.0 - self.strength * (1.0 - mask)
+        if self.strength != 1.0:  # strength 1 without a floor (the default): the mask as is
+            mask = 1.0 - self.strength * (1.0 - mask)
         return np.maximum(mask, self.floor) if self.floor else mask
 
     def _run_available(self) -> None:
@@ -371,18 +373,19 @@ class FrameStream:
         # Overlapping sqrt-Hann^2 windows sum to n_fft / (2 hop) (1 at 50 % overlap, where
         # the division, exact anyway, is skipped).
         norm = n_fft / (2 * hop)
-        zeros = np.zeros(hop, np.float32)
         done = []
         for frame in out_frames:
             self._ola += frame
             # The slice is a view, but _ola is replaced (not written into) right after.
             done.append(self._ola[:hop] / norm if norm != 1.0 else self._ola[:hop])
-            self._ola = np.concatenate([self._ola[hop:], zeros])
+            self._ola = np.concatenate([self._ola[hop:], self._zeros])
         self._frames_done += len(frames)
         ready = done[0] if len(done) == 1 else np.concatenate(done)
-        cut = min(self._skip, len(ready))
-        self._skip -= cut
-        self._queue = np.concatenate([self._queue, ready[cut:]])
+        if self._skip:
+            cut = min(self._skip, len(ready))
+            self._skip -= cut
+            ready = ready[cut:]
+        self._queue = np.concatenate([self._queue, ready])
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Feed ``chunk: [n]`` samples; returns ``[n]`` samples of the delayed output stream."""
