@@ -206,6 +206,10 @@ def test_stream_runs_single_frame_hops_with_int8(graphs, white_noise):
     offline = OnnxEnhancer.load(whole.path)
     assert offline.frame_model is None
     assert np.array_equal(offline(audio, 16000), OnnxEnhancer(whole)(audio, 16000))
+    # Asked for int8, a whole file runs every frame through that graph: the stream's output.
+    int8_file = OnnxEnhancer.load(whole.path, precision="int8")
+    assert int8_file.frame_model.path == int8.path
+    assert np.abs(int8_file(audio, 16000) - b).max() < 1e-5
 
 
 def test_precision_choices(tmp_path, caplog):
@@ -311,3 +315,34 @@ def test_stream_cli_precision(tmp_path):
     result = _stream_cli("--model", str(own_pt), "--precision", "int8", pcm=pcm.tobytes())
     err = result.stderr.decode().strip().splitlines()
     assert result.returncode != 0 and len(err) == 1 and "--precision int8" in err[0]
+
+
+def _enhance_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "speechmask", "enhance", "-q", *args],
+                          capture_output=True, timeout=120)
+
+
+def test_enhance_cli_precision(tmp_path, white_noise):
+    import soundfile as sf
+
+    from speechmask.audio import read_audio
+
+    audio = 0.1 * white_noise(16000, seed=6)
+    sf.write(tmp_path / "in.wav", audio, 16000, subtype="FLOAT")
+    # Default: the whole float32 graph; int8: the stream's output, as the Python API gives.
+    for precision, enhancer in ((None, OnnxEnhancer.load()),
+                                ("int8", OnnxEnhancer.load(precision="int8"))):
+        out = tmp_path / f"{precision}.wav"
+        extra = ("--precision", precision) if precision else ()
+        result = _enhance_cli(str(tmp_path / "in.wav"), "-o", str(out), "--subtype", "FLOAT",
+                              *extra)
+        assert result.returncode == 0, result.stderr.decode()
+        assert np.abs(read_audio(out)[0][0] - enhancer(audio, 16000)).max() < 1e-6
+    assert not np.array_equal(read_audio(tmp_path / "None.wav")[0],
+                              read_audio(tmp_path / "int8.wav")[0])
+    # int8 with torch: one line naming the flag, and no output written.
+    result = _enhance_cli(str(tmp_path / "in.wav"), "-o", str(tmp_path / "t.wav"),
+                          "--backend", "torch", "--precision", "int8")
+    err = result.stderr.decode().strip().splitlines()
+    assert result.returncode != 0 and len(err) == 1 and "--precision int8" in err[0]
+    assert not (tmp_path / "t.wav").exists()

@@ -452,7 +452,12 @@ class OnnxMaskModel:
         already be contiguous float32 of the right shapes (a stream's own arrays, where the
         checks and conversions of :meth:`__call__` cost 10-17 us a frame); a stream's hops run
         faster still through :class:`BoundFrames`."""
-        if self.frame_graph and mag.shape[1] > 1:
+        if self.frame_graph and mag.shape[1] > 1:  # a one-frame graph: frame by frame
+            if mag.shape[0] == 1:  # one stream: through bound arrays (BoundFrames)
+                bound, masks = BoundFrames(self), np.empty_like(mag)
+                for t in range(mag.shape[1]):
+                    masks[0, t], state = bound.run(mag[0, t : t + 1], state)
+                return masks, state
             masks = []
             for t in range(mag.shape[1]):
                 mask, state = self.run(np.ascontiguousarray(mag[:, t : t + 1]), state)
@@ -694,8 +699,8 @@ class OnnxEnhancer(ArrayEnhancer):
     def __init__(self, model: OnnxMaskModel, strength: float = 1.0,
                  atten_lim_db: float | None = None, frame_model: OnnxMaskModel | None = None):
         """``atten_lim_db``: remove at most this many dB anywhere (None: no limit).
-        ``frame_model``: the one-frame (int8) graph its pipelines run every frame with (see
-        :class:`OnnxStreamingEnhancer`); None: ``model`` runs everything."""
+        ``frame_model``: the one-frame (int8) graph that runs every frame, of whole files and
+        of pipelines (see :class:`OnnxStreamingEnhancer`); None: ``model`` runs everything."""
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
         self.floor = mask_floor(atten_lim_db)
@@ -709,9 +714,11 @@ class OnnxEnhancer(ArrayEnhancer):
              threads: int = 1, atten_lim_db: float | None = None,
              precision: str | None = None) -> OnnxEnhancer:
         """Load an ONNX model written by :func:`export_onnx` (default: the shipped one).
-        ``precision`` of its pipelines (:func:`load_frame_graph`); None (default): the model
-        as given, which for a whole graph is the output torch gives; ``speechmask stream``
-        asks for ``"auto"`` (int8 where there is that graph)."""
+        ``precision`` (:func:`load_frame_graph`): None (default) runs the model as given, which
+        for a whole graph is the output torch gives; ``"int8"`` (or ``"auto"`` where the model
+        has that graph) runs every frame, whole files too, through its one-frame int8 graph:
+        a stream's output exactly, at about 0.85x the CPU of the float32 whole graph (the
+        shipped model, 2-core AMD EPYC, 2026-12-07)."""
         model = OnnxMaskModel(path or default_onnx_path(), threads=threads)
         frame = None if precision is None else load_frame_graph(model, precision, threads)
         return cls(model, strength, atten_lim_db, frame)
@@ -726,7 +733,8 @@ class OnnxEnhancer(ArrayEnhancer):
             raise ValueError(f"audio must be mono [samples], got shape {list(audio.shape)}")
         spec = stft_np(audio, self.stft_cfg)
         gains = level_gains_offline(audio, self.stft_cfg)
-        mask = self.model.offline((np.abs(spec) * gains[:, None])[None])
+        network = self.model if self.frame_model is None else self.frame_model
+        mask = network.offline((np.abs(spec) * gains[:, None])[None])
         mask = (1.0 - self.strength * (1.0 - mask[0])).astype(np.float32)
         if self.floor:
             mask = np.maximum(mask, np.float32(self.floor))

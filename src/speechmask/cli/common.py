@@ -60,11 +60,16 @@ def load_enhancer(model: str | None, strength: float, backend: str, threads: int
                   device: str = "cpu", prefer_onnx: bool = False,
                   atten_lim_db: float | None = None, precision: str | None = None):
     """An ``Enhancer`` (torch, on ``device``) or ``OnnxEnhancer`` (CPU) for the backend;
-    ``threads`` None: as OMP_NUM_THREADS says; ``precision``: of an ONNX stream's one-frame
-    hops (``OnnxEnhancer.load``; None: the model as given)."""
+    ``threads`` None: as OMP_NUM_THREADS says; ``precision``: which graph of an ONNX model
+    runs the frames (``OnnxEnhancer.load``; None: the model as given), a UserError for int8
+    with torch."""
     if device != "cpu" and backend == "auto":
         backend = "torch"  # a GPU means the torch backend
-    if resolve_backend(backend, model, prefer_onnx) == "onnx":
+    backend = resolve_backend(backend, model, prefer_onnx)
+    if backend == "torch" and precision == "int8":
+        raise UserError("--precision int8 runs an exported ONNX model; drop --backend torch "
+                        "or give an .onnx --model")
+    if backend == "onnx":
         if device == "cuda":
             raise UserError("--device cuda runs the torch backend; drop --backend onnx")
         from ..onnx_backend import OnnxEnhancer

@@ -58,9 +58,6 @@ def run(args: argparse.Namespace) -> int:
     backend = resolve_backend(args.backend, args.model, prefer_onnx=True)
     if args.atten_lim_db is not None and not args.atten_lim_db >= 0:
         raise UserError(f"--atten-lim-db must be >= 0 dB, got {args.atten_lim_db}")
-    if backend == "torch" and args.precision == "int8":
-        raise UserError("--precision int8 runs an exported ONNX model; drop --backend torch "
-                        "or give an .onnx --model")
     enhancer = load_enhancer(args.model, args.strength, backend, threads=1,
                              atten_lim_db=args.atten_lim_db, precision=args.precision)
     # The same block code as `enhance`: above 16 kHz the STFT runs at the input rate (no
