@@ -412,7 +412,7 @@ def test_missing_peer_is_reported_not_run(monkeypatch):
         assert s.info()["available"] is False
 
 
-def test_speechmask_systems_with_a_tiny_model(tiny_model_path, tiny_pairs):
+def test_speechmask_systems_with_a_tiny_model(tiny_model_path, tiny_pairs, tmp_path):
     keys = ("speechmask", "speechmask_stream")
     systems = sy.build_systems(keys, tiny_model_path)
     p = tiny_pairs[1]
@@ -431,7 +431,8 @@ def test_speechmask_systems_with_a_tiny_model(tiny_model_path, tiny_pairs):
     from speechmask.onnx_backend import export_onnx
 
     model, stft_cfg, _ = load_model(tiny_model_path)
-    onnx_path = export_onnx(model, stft_cfg, tiny_model_path.parent / "tiny.onnx")
+    # Its own folder: the int8 graph written beside it below must not reach other tests.
+    onnx_path = export_onnx(model, stft_cfg, tmp_path / "tiny.onnx")
     onnx_file, onnx_stream, onnx_f32 = sy.build_systems(
         ("speechmask_onnx", "speechmask_onnx_stream", "speechmask_onnx_stream_f32"), onnx_path)
     for system in (onnx_file, onnx_stream, onnx_f32):
@@ -443,10 +444,13 @@ def test_speechmask_systems_with_a_tiny_model(tiny_model_path, tiny_pairs):
     from speechmask.onnx_backend import export_onnx_frame, frame_graph_path
 
     export_onnx_frame(model, stft_cfg, frame_graph_path(onnx_path))
-    onnx_stream, onnx_f32 = sy.build_systems(
-        ("speechmask_onnx_stream", "speechmask_onnx_stream_f32"), onnx_path)
+    onnx_int8, onnx_stream, onnx_f32 = sy.build_systems(  # in the canonical order
+        ("speechmask_onnx_stream", "speechmask_onnx_stream_f32", "speechmask_onnx_int8"),
+        onnx_path)
     fast, exact = onnx_stream.process(p.noisy), onnx_f32.process(p.noisy)
     assert onnx_stream._impl.frame_model.weights == "int8" and onnx_f32._impl.frame_model is None
+    # The whole file through the int8 graph: the int8 stream's output, without its latency.
+    np.testing.assert_allclose(onnx_int8.process(p.noisy), fast, atol=1e-5)
     np.testing.assert_allclose(exact, systems[0].process(p.noisy), atol=1e-4)
     assert 0 < np.abs(fast - exact).max() and 10 * np.log10(
         np.sum(exact**2) / np.sum((fast - exact) ** 2)) > 20

@@ -8,8 +8,9 @@
 
 Systems (``--systems`` keys): noisy, oracle_ibm, oracle_irm, speechmask (torch, whole file),
 speechmask_onnx (the ONNX export with onnxruntime, whole file: the default of ``speechmask
-enhance``), speechmask_stream (torch, frame by frame), speechmask_onnx_stream (ONNX, frame by
-frame, with the model's int8 one-frame graph: what ``speechmask stream`` runs),
+enhance``), speechmask_onnx_int8 (the same through the int8 one-frame graph: ``enhance
+--precision int8``), speechmask_stream (torch, frame by frame), speechmask_onnx_stream (ONNX,
+frame by frame, with the model's int8 one-frame graph: what ``speechmask stream`` runs),
 speechmask_onnx_stream_f32 (the same in float32), rnnoise, deepfilternet3 (df.enhance on the
 whole file, as its authors run it), deepfilternet3_stream (its real-time libDF runtime), speex,
 webrtc, noisereduce. ``--merge`` adds this run's systems to an earlier report on the same pairs;
