@@ -41,7 +41,17 @@ def test_atten_rule_is_a_floor():
     assert np.allclose(out, [[0.1, 0.1, 0.5, 1.0]])
 
 
-@pytest.mark.parametrize("bad", ["m.pt@atten", "m.pt@adaptive=1,2", "m.pt@floor=3"])
+def test_postfilter_deepens_cuts_and_keeps_a_full_mask():
+    mask = np.array([[1.0, 0.9, 0.5, 0.1, 0.0]], np.float32)
+    out = apply_rule(mask, np.ones_like(mask), "postfilter", (0.02,), 62.5)
+    assert out[0, 0] == pytest.approx(1.0) and out[0, -1] == 0.0
+    assert (out[0, 1:4] < mask[0, 1:4]).all() and (np.diff(out[0]) < 0).all()
+    # Small masks are cut deeper than large ones (BETA 0.02: 0.1 -> 0.056, 0.9 -> 0.8996).
+    assert out[0, 3] / mask[0, 3] < 0.6 and out[0, 1] / mask[0, 1] > 0.999
+
+
+@pytest.mark.parametrize("bad", ["m.pt@atten", "m.pt@adaptive=1,2", "m.pt@floor=3",
+                                 "m.pt@postfilter"])
 def test_bad_rules_are_refused(bad):
     with pytest.raises(SystemExit):
         parse_system(bad)
