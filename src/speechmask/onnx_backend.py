@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import tempfile
 import warnings
@@ -188,7 +187,7 @@ def export_onnx_frame(model: MaskNet, stft_cfg: StftConfig, path: str | os.PathL
     quarter of the size) and runs them as int8 products, the values of each frame's inputs
     quantized as they come; the first layer's input product, which reads the features, has one
     weight scale per column (see :func:`_quantized`). A stream reads every weight once per 16 ms
-    hop: this graph runs a hop of the shipped 2 x 384 GRU in 98 us instead of 222 (2-core AMD
+    hop: this graph runs a hop of the shipped 2 x 384 GRU in 99 us instead of 222 (2-core AMD
     EPYC, 2026-12-07); docs/benchmark.md pairs its streams with float32 on every set. The state
     is the whole graph's: the two graphs may take turns on one stream.
     """
@@ -210,7 +209,7 @@ def _quantized(proto: Any, first_rows: int) -> Any:
     others, clean studio speech at -40 dBFS came back at 23.5 dB SNR against the input at 16 kHz
     (float32 40.2), and it had been kept float32 (43.5 dB; a hop's network 129 us). Its
     weights per column in 7 bits: 44.8 dB at -40 dBFS, 43.5 at -50 (float32 43.5 / 40.7), and
-    a hop's network 98 us instead of 134 (2-core AMD EPYC, 2026-12-07, all called alone)."""
+    a hop's network 99 us instead of 134 (2-core AMD EPYC, 2026-12-07, all called alone)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -668,11 +667,12 @@ class OnnxStreamingEnhancer(FrameStream):
     def _reset_state(self) -> None:
         self.state: tuple[np.ndarray, ...] | None = None
 
-    def _state_is_finite(self) -> bool:
-        # A sum is NaN/inf exactly when an element is (a few hundred finite state values, h in
-        # [-1, 1], c and log features far below 1e30, cannot sum to float32's 3.4e38): one
-        # reduction per array instead of a finiteness mask and a reduction.
-        return self.state is None or math.isfinite(sum(float(s.sum()) for s in self.state))
+    # No _state_is_finite: FrameStream's check of the mask covers what it guards against, a
+    # state poisoned for good. Every state output of a frame feeds that frame's mask (h the
+    # next layer or the dense one, c its h, the feature history the first layer), a NaN in any
+    # makes the mask NaN (0 x NaN is NaN), h and c are bounded (never inf), and an inf feature
+    # leaves the history after the look-ahead's k frames. Sweeping the state each hop cost ~4
+    # us of a ~175 us hop.
 
     def _network(self, mag: np.ndarray) -> np.ndarray:
         # FrameStream passes contiguous float32 [K, F] and the state is the session's own
