@@ -205,11 +205,11 @@ def _quantized(proto: Any, first_rows: int) -> Any:
     ``quantize_dynamic``: one scale per matrix), except the first layer's input product (the
     one with ``first_rows`` input rows), which :func:`_int8_columns` quantizes per column.
 
-    The first layer reads the features, whose detail quiet speech lives in; quantized like the
-    others, clean studio speech at -40 dBFS came back at 23.5 dB SNR against the input at 16 kHz
-    (float32 40.2), and it had been kept float32 (43.5 dB; a hop's network 129 us). Its
-    weights per column in 7 bits: 44.8 dB at -40 dBFS, 43.5 at -50 (float32 43.5 / 40.7), and
-    a hop's network 99 us instead of 134 (2-core AMD EPYC, 2026-12-07, all called alone)."""
+    The first layer reads the features, whose detail quiet speech lives in: quantized like the
+    others, clean studio speech at -40 / -50 dBFS came back at 23.5 / 20.0 dB SNR against the
+    input at 16 kHz; kept in float32, at 43.5 / 40.7 dB, a hop's network taking 134 us; with its
+    weights per column in 7 bits, at 44.8 / 43.5 dB in 99 us (2-core AMD EPYC, 2026-12-07,
+    called alone; docs/fidelity.md)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -717,8 +717,8 @@ class OnnxEnhancer(ArrayEnhancer):
         ``precision`` (:func:`load_frame_graph`): None (default) runs the model as given, which
         for a whole graph is the output torch gives; ``"int8"`` (or ``"auto"`` where the model
         has that graph) runs every frame, whole files too, through its one-frame int8 graph:
-        a stream's output exactly, at about 0.85x the CPU of the float32 whole graph (the
-        shipped model, 2-core AMD EPYC, 2026-12-07)."""
+        a stream's output exactly, at 0.87x the CPU of the float32 whole graph (the shipped
+        model on the corpus test set, 2-core AMD EPYC, 2026-12-07; docs/benchmark.md)."""
         model = OnnxMaskModel(path or default_onnx_path(), threads=threads)
         frame = None if precision is None else load_frame_graph(model, precision, threads)
         return cls(model, strength, atten_lim_db, frame)
