@@ -13,11 +13,13 @@ from speechmask.metrics import si_sdr_db, snr_db
 from speechmask.model import MaskNet, ModelConfig
 
 
-def _model(exponent: float) -> MaskNet:
+def _model(exponent: float, df_bins: int = 0) -> MaskNet:
     torch.manual_seed(0)
     m = MaskNet(ModelConfig(cell="gru", hidden=16, layers=1, dropout=0.0,
-                            mask_exponent=exponent))
+                            mask_exponent=exponent, df_bins=df_bins))
     m.set_normalization(torch.full((257,), -8.0), torch.full((257,), 4.0))
+    if df_bins:  # random coefficients (a new filter's are zero)
+        torch.nn.init.normal_(m.df_head.weight, std=0.3)
     return m.eval()
 
 
@@ -30,15 +32,16 @@ def _pairs(speech_like, white_noise, mix_at_snr):
     return pairs
 
 
-@pytest.mark.parametrize("trained_at", [1.0, 2.0])
+@pytest.mark.parametrize("trained_at, df_bins", [(1.0, 0), (2.0, 0), (1.0, 16)])
 def test_scores_match_enhancing_with_that_exponent(speech_like, white_noise, mix_at_snr,
-                                                   trained_at):
+                                                   trained_at, df_bins):
+    """Also with a deep filter: only the mask is raised, the coefficients stay."""
     pairs = _pairs(speech_like, white_noise, mix_at_snr)
-    scores = score_exponents(_model(trained_at), StftConfig(), pairs, (1.0, 1.5, 2.0),
+    scores = score_exponents(_model(trained_at, df_bins), StftConfig(), pairs, (1.0, 1.5, 2.0),
                              progress=False)
     assert [s.exponent for s in scores] == [1.0, 1.5, 2.0]
     for s in scores:  # same weights at each exponent, enhanced the ordinary way
-        enh = Enhancer(_model(s.exponent), StftConfig())
+        enh = Enhancer(_model(s.exponent, df_bins), StftConfig())
         outs = [enh(noisy, 16000) for _, noisy in pairs]
         assert s.snr_db == pytest.approx(np.mean([snr_db(c, o) for (c, _), o in
                                                   zip(pairs, outs, strict=True)]), abs=1e-3)

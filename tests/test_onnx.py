@@ -34,22 +34,28 @@ HIDDEN, LAYERS = 16, 2
 
 
 def _tiny(cell: str, n_freqs: int = 257, compression: str = "log", seed: int = 0,
-          lookahead: int = 0) -> MaskNet:
-    """A tiny model with non-trivial per-bin normalisation (left in train mode on purpose)."""
+          lookahead: int = 0, df_bins: int = 0) -> MaskNet:
+    """A tiny model with non-trivial per-bin normalisation (left in train mode on purpose)
+    and, with ``df_bins``, a deep filter with random coefficients."""
     torch.manual_seed(seed)
     m = MaskNet(ModelConfig(cell=cell, hidden=HIDDEN, layers=LAYERS, dropout=0.2,
-                            n_freqs=n_freqs, compression=compression, lookahead=lookahead))
+                            n_freqs=n_freqs, compression=compression, lookahead=lookahead,
+                            df_bins=df_bins))
     mean = torch.randn(n_freqs) * 2.0 + (-8.0 if compression == "log" else 0.3)
     std = torch.rand(n_freqs) * 3.0 + (1.0 if compression == "log" else 0.1)
     m.set_normalization(mean, std)
+    if df_bins:
+        torch.nn.init.normal_(m.df_head.weight, std=0.5)
     return m
 
 
-@pytest.fixture(scope="module", params=[("lstm", 0), ("gru", 0), ("gru", 2)])
+@pytest.fixture(scope="module", params=[("lstm", 0, 0), ("gru", 0, 0), ("gru", 2, 0),
+                                        ("gru", 1, 32)])
 def exported(request, tmp_path_factory):
     """``(model in eval mode, OnnxMaskModel, onnx path)`` per cell (and a GRU with two frames
-    of look-ahead, whose state also holds feature history), exported once."""
-    model = _tiny(request.param[0], lookahead=request.param[1])
+    of look-ahead, whose state also holds feature history, and one with a deep filter, whose
+    rows carry its coefficients after the mask), exported once."""
+    model = _tiny(request.param[0], lookahead=request.param[1], df_bins=request.param[2])
     path = export_onnx(model, StftConfig(), tmp_path_factory.mktemp("onnx") / "m.onnx")
     assert model.training  # export left the caller's mode alone
     return model.eval(), OnnxMaskModel(path), path
@@ -77,7 +83,7 @@ def test_mask_and_state_match_torch(exported, frames, batch):
     for state in (None, _random_state(model, batch, rng)):
         want_mask, want_state = _torch_run(model, mag, state)
         mask, new_state = onnx_model(mag, state)
-        assert mask.shape == (batch, frames, 257) and mask.dtype == np.float32
+        assert mask.shape == (batch, frames, model.cfg.output_size) and mask.dtype == np.float32
         assert np.abs(mask - want_mask).max() < 1e-5
         assert len(new_state) == len(want_state)
         for got, want in zip(new_state, want_state, strict=True):

@@ -11,16 +11,21 @@ from speechmask.pipeline import FrameStream
 from speechmask.streaming import StreamingEnhancer
 
 
-@pytest.fixture(params=[("lstm", 1.0, 0), ("gru", 1.0, 0), ("gru", 1.3, 0), ("lstm", 1.0, 1),
-                        ("gru", 1.0, 2)])
+@pytest.fixture(params=[("lstm", 1.0, 0, 0), ("gru", 1.0, 0, 0), ("gru", 1.3, 0, 0),
+                        ("lstm", 1.0, 1, 0), ("gru", 1.0, 2, 0), ("gru", 1.0, 1, 40),
+                        ("lstm", 1.0, 0, 9)])
 def model(request):
-    """Both cells, a calibrated mask exponent (a pointwise power: streams like the rest), and
-    look-ahead of 1 and 2 frames (masks come k frames late; flush feeds k silent frames)."""
-    cell, mask_exponent, lookahead = request.param
+    """Both cells, a calibrated mask exponent (a pointwise power: streams like the rest),
+    look-ahead of 1 and 2 frames (masks come k frames late; flush feeds k silent frames), and
+    deep filters (their taps reach from the frames before to the look-ahead's), with random
+    coefficients."""
+    cell, mask_exponent, lookahead, df_bins = request.param
     torch.manual_seed(0)
     m = MaskNet(ModelConfig(cell=cell, hidden=24, layers=2, dropout=0.0,
-                            mask_exponent=mask_exponent, lookahead=lookahead))
+                            mask_exponent=mask_exponent, lookahead=lookahead, df_bins=df_bins))
     m.set_normalization(torch.full((257,), -8.0), torch.full((257,), 4.0))
+    if df_bins:  # a new filter starts at zero: make it do something
+        torch.nn.init.normal_(m.df_head.weight, std=0.5)
     return m.eval()
 
 

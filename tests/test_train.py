@@ -80,6 +80,19 @@ def test_tiny_training_improves_and_writes_artifacts(tmp_path, toy, loss):
     assert payload["train_config"]["loss"] == loss
 
 
+def test_a_deep_filter_trains_at_its_own_rate(tmp_path, toy):
+    speech, noise, valid = toy
+    cfg = _cfg(model=ModelConfig(cell="gru", hidden=24, layers=1, dropout=0.0, df_bins=16),
+               loss="bce+snr", df_lr_scale=0.5)
+    result = train(cfg, tmp_path, speech=speech, noise=noise, valid=valid, progress=False)
+    noisy_snr = np.mean([snr_db(p.clean, p.noisy) for p in valid])
+    assert result["best"]["valid_snr_db"] > noisy_snr + 1.0
+    groups = torch.load(tmp_path / "last.pt", weights_only=True)["optimizer"]["param_groups"]
+    assert groups[1]["lr"] == pytest.approx(groups[0]["lr"] * 0.5) and groups[0]["lr"] > 0
+    model, _, _ = ckpt.load_model(tmp_path / "last.pt")
+    assert model.cfg.df_bins == 16 and model.df_head.weight.abs().sum() > 0
+
+
 @pytest.mark.parametrize("ema_decay", [0.0, 0.9])
 def test_resume_after_kill_is_exact(tmp_path, toy, ema_decay):
     speech, noise, valid = toy

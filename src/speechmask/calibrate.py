@@ -67,9 +67,12 @@ def score_exponents(
     for clean, noisy in tqdm(pairs, desc="calibrate", unit="pair", disable=not progress):
         x = torch.from_numpy(np.ascontiguousarray(noisy, dtype=np.float32))[None]
         spec = stft(x, stft_cfg)
-        mask = model.offline(spec.abs())
+        rows = model.offline(spec.abs())
+        mask, coefs = rows[..., : model.cfg.n_freqs], rows[..., model.cfg.n_freqs :]
         for i, p in enumerate(exponents):
-            est = istft(spec * mask.pow(p / current), x.shape[-1], stft_cfg)[0].numpy()
+            # A deep filter's coefficients (if any) stay as they are: only the mask is raised.
+            spec_est, _ = model.estimate(torch.cat([mask.pow(p / current), coefs], -1), spec)
+            est = istft(spec_est, x.shape[-1], stft_cfg)[0].numpy()
             sums[i] += (snr_db(clean, est), si_sdr_db(clean, est))
     means = sums / len(pairs)
     return [ExponentScore(float(p), float(s), float(d))

@@ -72,16 +72,15 @@ class Enhancer(ArrayEnhancer):
     def mask_16k(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Enhance mono 16 kHz ``audio: [N]``. Returns ``(enhanced [N], mask [T, F])``.
 
-        The mask is ``1 - strength * (1 - mask)``: strength 0 is the input, 1 the full mask.
+        The mask is ``1 - strength * (1 - mask)``: strength 0 is the input, 1 the full mask; a
+        deep filter's output is added times ``strength``.
         """
         x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
         spec = stft(x.to(self.device), self.stft_cfg)
         gains = torch.from_numpy(level_gains_offline(audio, self.stft_cfg)).to(self.device)
-        mask = self.model.offline(spec.abs() * gains[None, :, None])
-        mask = 1.0 - self.strength * (1.0 - mask)
-        if self.floor:
-            mask = mask.clamp(min=self.floor)
-        out = istft(spec * mask, x.shape[-1], self.stft_cfg)
+        rows = self.model.offline(spec.abs() * gains[None, :, None])
+        est, mask = self.model.estimate(rows, spec, self.strength, self.floor)
+        out = istft(est, x.shape[-1], self.stft_cfg)
         return out[0].cpu().numpy(), mask[0].cpu().numpy()
 
     def pipeline(self, rate: int) -> ChannelPipeline:

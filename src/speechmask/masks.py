@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from .deepfilter import DeepFilter
 from .features import StftConfig, istft, stft
 
 # Below this energy a bin counts as empty in the IRM (avoids 0/0 in digital silence).
@@ -64,3 +65,35 @@ def oracle_enhance(
     """Enhance ``speech + noise`` with the ideal mask computed from the true sources."""
     mask = ideal_mask(kind, stft(speech, cfg).abs(), stft(noise, cfg).abs(), lc_db)
     return enhance_with_mask(speech + noise, mask, cfg)
+
+
+def apply_output(
+    out: torch.Tensor, noisy_spec: torch.Tensor, n_freqs: int, deep_filter: DeepFilter | None,
+    strength: float = 1.0, floor: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A model's estimate from its output rows ``out: [B, T, W]`` aligned with the frames of
+    ``noisy_spec: [B, T, F']`` (F' >= ``n_freqs``, the model's bins; W: ``n_freqs``, or the
+    row width of ``deep_filter``) -> ``(estimate [B, T, n_freqs] complex, applied mask [B, T,
+    n_freqs])``.
+
+    The mask is applied as ``1 - strength * (1 - mask)``, at least ``floor`` (strength 1 and
+    no floor: the mask itself); a deep filter's output (deepfilter.py) is added on its bins,
+    times ``1 - mask`` and ``strength``, reading frames outside the signal as silence."""
+    mask = raw = out[..., :n_freqs]
+    if strength != 1.0:
+        mask = 1.0 - strength * (1.0 - mask)
+    if floor:
+        mask = mask.clamp(min=floor)
+    spec = noisy_spec[..., :n_freqs]
+    est = spec * mask
+    if deep_filter is None:
+        return est, mask
+    df, (batch, frames) = deep_filter, out.shape[:2]
+    pairs = out[..., n_freqs:].unflatten(-1, (df.order, df.bins, 2))
+    coefs = torch.complex(pairs[..., 0], pairs[..., 1])  # [B, T, order, bins]
+    low = spec[..., : df.bins]
+    low = torch.cat([low.new_zeros(batch, df.order - 1 - df.lookahead, df.bins), low,
+                     low.new_zeros(batch, df.lookahead, df.bins)], dim=1)
+    filtered = sum(coefs[:, :, n] * low[:, n : n + frames] for n in range(df.order))
+    filtered = filtered * (1.0 - raw[..., : df.bins])  # where the mask passes, no filter
+    return torch.cat([est[..., : df.bins] + strength * filtered, est[..., df.bins :]], -1), mask

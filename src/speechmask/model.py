@@ -19,7 +19,9 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
+from .deepfilter import DeepFilter
 from .features import FeatureConfig, compress
+from .masks import apply_output
 
 # State: (h, c) for LSTM, (h,) for GRU, each [layers, B, hidden]; with lookahead k > 0 then
 # also the last k normalised feature frames [B, k, F].
@@ -61,6 +63,14 @@ class ModelConfig:
     # of latency to streaming and (k+1) x n_freqs inputs to the first layer. 0 = strictly causal
     # frame by frame (the baseline's setting).
     lookahead: int = 0
+    # Lowest bins given a deep filter (deepfilter.py): complex coefficients over df_order
+    # frames, added to the mask's estimate. 0 = mask only (every model before 2026-12-08); 64 =
+    # 0-2 kHz at 16 kHz, where voiced speech's harmonics are 3-10 bins apart.
+    df_bins: int = 0
+    # Frames each deep filter reads, ending with the newest the network has seen (look-ahead
+    # L): >= L + 1. 3 with L = 1: frames t-1, t, t+1, as DeepFilterNet's order 5 spans 5 x 10
+    # ms; adds 2 x df_order x df_bins outputs (384 x 384 MACs a frame at 64 bins: +7 %).
+    df_order: int = 3
 
     def __post_init__(self) -> None:
         if self.cell not in ("lstm", "gru"):
@@ -76,18 +86,32 @@ class ModelConfig:
             raise ValueError(f"mask_exponent must be in (0, 4], got {self.mask_exponent}")
         if not 0 <= self.lookahead <= MAX_LOOKAHEAD:
             raise ValueError(f"lookahead must be 0-{MAX_LOOKAHEAD} frames, got {self.lookahead}")
+        if not 0 <= self.df_bins <= self.n_freqs:
+            raise ValueError(f"df_bins must be 0-{self.n_freqs}, got {self.df_bins}")
+        if self.df_bins and not self.lookahead < self.df_order <= 8:
+            raise ValueError(f"df_order must be {self.lookahead + 1}-8 (look-ahead + 1 or "
+                             f"more), got {self.df_order}")
         FeatureConfig(self.compression, self.power)  # validates compression/power
 
     @property
     def features(self) -> FeatureConfig:
         return FeatureConfig(self.compression, self.power)
 
+    @property
+    def output_size(self) -> int:
+        """Values per output row: the ``n_freqs`` mask values, then any deep-filter
+        coefficients (``2 x df_order x df_bins``, see deepfilter.py)."""
+        return self.n_freqs + 2 * self.df_order * self.df_bins
+
 
 class MaskNet(nn.Module):
     """Causal RNN mask estimator.
 
     ``forward(mag: [B, T, F], state) -> (mask: [B, T, F] in [0, 1], state)``: row ``t`` of the
-    mask belongs to input frame ``t - lookahead`` (see :meth:`offline` for aligned masks).
+    mask belongs to input frame ``t - lookahead`` (see :meth:`offline` for aligned masks). A
+    model with a deep filter (``cfg.df_bins > 0``) gives rows of ``cfg.output_size``: the mask,
+    then the filter's coefficients in [-1, 1] (:func:`speechmask.masks.apply_output` applies
+    both).
     """
 
     def __init__(self, cfg: ModelConfig = ModelConfig()):
@@ -103,6 +127,13 @@ class MaskNet(nn.Module):
         )
         self.dropout = nn.Dropout(cfg.dropout)
         self.dense = nn.Linear(cfg.hidden, cfg.n_freqs)
+        # Deep-filter coefficients from the same features as the mask; zero at the start, so
+        # that a mask model given a filter (with_deep_filter) starts from its own output.
+        self.df_head = nn.Linear(cfg.hidden, cfg.output_size - cfg.n_freqs) if cfg.df_bins \
+            else None
+        if self.df_head is not None:
+            nn.init.zeros_(self.df_head.weight)
+            nn.init.zeros_(self.df_head.bias)
         # Per-bin statistics of the compressed noisy magnitude, set from training data by
         # set_normalization() and saved in the checkpoint so every path normalises alike.
         self.register_buffer("feat_mean", torch.zeros(cfg.n_freqs))
@@ -148,13 +179,28 @@ class MaskNet(nn.Module):
             feats, history = self._context(feats, state[self.rnn_state_count])
         rnn_state = tuple(state[:2]) if self.cfg.cell == "lstm" else state[0]
         out, new_state = self.rnn(feats, rnn_state)
-        mask = torch.sigmoid(self.dense(self.dropout(out)))
+        out = self.dropout(out)
+        mask = torch.sigmoid(self.dense(out))
         if self.cfg.mask_exponent != 1.0:
             mask = mask.pow(self.cfg.mask_exponent)
+        if self.df_head is not None:
+            mask = torch.cat([mask, torch.tanh(self.df_head(out))], dim=-1)
         new_state = tuple(new_state) if self.cfg.cell == "lstm" else (new_state,)
         if self.cfg.lookahead:
             new_state = (*new_state, history)
         return mask, new_state
+
+    @property
+    def deep_filter(self) -> DeepFilter | None:
+        """The shape of the model's deep filter; None for a mask-only model."""
+        return DeepFilter.of(self.cfg)
+
+    def estimate(self, out: torch.Tensor, noisy_spec: torch.Tensor, strength: float = 1.0,
+                 floor: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(estimate [B, T, F] complex, mask [B, T, F])`` of output rows ``out`` aligned with
+        the frames of ``noisy_spec: [B, T, F]`` (:func:`speechmask.masks.apply_output`)."""
+        return apply_output(out, noisy_spec, self.cfg.n_freqs, self.deep_filter, strength,
+                            floor)
 
     def offline(self, mag: torch.Tensor) -> torch.Tensor:
         """Masks aligned with the frames of a whole signal: ``mag: [B, T, F] -> [B, T, F]``.
@@ -172,7 +218,7 @@ class MaskNet(nn.Module):
         h, f = self.cfg.hidden, self.cfg.n_freqs
         first = f * (self.cfg.lookahead + 1)
         rnn = sum(gates * h * ((first if i == 0 else h) + h) for i in range(self.cfg.layers))
-        return rnn + h * f
+        return rnn + h * self.cfg.output_size
 
 
 def offline_masks(net: nn.Module, mag: torch.Tensor, lookahead: int) -> torch.Tensor:
@@ -198,6 +244,9 @@ def with_lookahead(model: MaskNet, lookahead: int) -> MaskNet:
         return model
     if lookahead < have:
         raise ValueError(f"cannot reduce look-ahead from {have} to {lookahead} frames")
+    if model.cfg.df_bins:  # its filters would read other frames than they were trained on
+        raise ValueError(f"cannot raise the look-ahead of a model with a deep filter ({have} "
+                         "frames); raise it before adding the filter")
     wide = MaskNet(replace(model.cfg, lookahead=lookahead))
     state = dict(model.state_dict())
     old = state["rnn.weight_ih_l0"]  # [gates * hidden, (have + 1) F]
@@ -256,8 +305,11 @@ def with_hidden(model: MaskNet, hidden: int, seed: int = 0) -> MaskNet:
             torch.cat([g * old_h + units[have] for g in range(gates)])]
         return out
 
-    state = {name: old[name].clone() for name in ("dense.bias", "feat_mean", "feat_std")}
-    state["dense.weight"] = resize("dense.weight", None, keep[-1])
+    heads = ("dense", "df_head") if cfg.df_bins else ("dense",)
+    state = {name: old[name].clone() for name in ("feat_mean", "feat_std")}
+    for head in heads:  # both read the last layer's units
+        state[f"{head}.bias"] = old[f"{head}.bias"].clone()
+        state[f"{head}.weight"] = resize(f"{head}.weight", None, keep[-1])
     for layer, units in enumerate(keep):
         state[f"rnn.weight_ih_l{layer}"] = resize(f"rnn.weight_ih_l{layer}", units,
                                                   keep[layer - 1] if layer else None)
@@ -266,6 +318,23 @@ def with_hidden(model: MaskNet, hidden: int, seed: int = 0) -> MaskNet:
             state[bias] = resize(bias, units, None)
     resized.load_state_dict(state)
     return resized
+
+
+def with_deep_filter(model: MaskNet, bins: int, order: int) -> MaskNet:
+    """A copy of mask-only ``model`` with a deep filter on its ``bins`` lowest bins over
+    ``order`` frames (``train --init MODEL --df-bins 64``): every weight is kept and the new
+    coefficient layer starts at zero, so the copy gives exactly the model's output (tested),
+    and training decides what the filter adds. ``model`` itself when it has that filter."""
+    cfg = model.cfg
+    if (cfg.df_bins, cfg.df_order) == (bins, order):
+        return model
+    if cfg.df_bins:
+        raise ValueError(f"the model has a deep filter ({cfg.df_bins} bins x {cfg.df_order} "
+                         f"frames) that cannot become {bins} x {order}")
+    filtered = MaskNet(replace(cfg, df_bins=bins, df_order=order))
+    missing, unexpected = filtered.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(name.startswith("df_head.") for name in missing)
+    return filtered
 
 
 def describe(model: MaskNet, frames_per_second: float) -> dict:

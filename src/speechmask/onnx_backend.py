@@ -31,6 +31,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .atomic import write_atomic
+from .deepfilter import DeepFilter
 from .errors import first_line
 from .pipeline import (
     ArrayEnhancer,
@@ -315,6 +316,8 @@ def _frame_step(net: MaskNet) -> Any:
             mask = torch.sigmoid(net.dense(x))[:, None]
             if cfg.mask_exponent != 1.0:
                 mask = mask.pow(cfg.mask_exponent)
+            if net.df_head is not None:  # the deep filter's coefficients follow the mask
+                mask = torch.cat([mask, torch.tanh(net.df_head(x))[:, None]], dim=-1)
             rnn_state = (torch.stack(hs),) + ((torch.stack(cs),) if cs else ())
             return (mask, *rnn_state, *new_history)
 
@@ -339,11 +342,12 @@ def _write_atomic(path: Path, data: bytes) -> Path:
 class OnnxMaskModel:
     """An exported mask network run with onnxruntime (CPU).
 
-    ``model(mag [B, T, F] float32, state=None) -> (mask [B, T, F] float32, state)``, where
+    ``model(mag [B, T, F] float32, state=None) -> (mask [B, T, W] float32, state)``, where
     ``state`` is ``(h, c)`` (LSTM) or ``(h,)`` (GRU), each ``[layers, B, hidden]`` float32, then
     for a model with look-ahead k the feature history ``[B, k, F]``; mask row t is for frame
-    t - k (:meth:`offline` aligns them). Running frames in chunks while carrying the state gives
-    the same masks as one call.
+    t - k (:meth:`offline` aligns them). W = F, or for a model with a deep filter
+    ``deep_filter.width``: the mask, then the filter's coefficients (deepfilter.py). Running
+    frames in chunks while carrying the state gives the same masks as one call.
     """
 
     def __init__(self, path: str | os.PathLike, threads: int = 1):
@@ -383,6 +387,10 @@ class OnnxMaskModel:
             self.n_freqs = int(self.model_config["n_freqs"])
             # Exports older than look-ahead have no such field: 0.
             self.lookahead = int(self.model_config.get("lookahead", 0))
+            # Exports before 2026-12-08 have no deep filter: None.
+            self.deep_filter = DeepFilter.of(self.model_config)
+            self.output_size = self.n_freqs if self.deep_filter is None else \
+                self.deep_filter.width
             # A one-frame graph (export_onnx_frame) runs longer inputs frame by frame.
             self.frame_graph = meta.get(META_GRAPH) == GRAPH_FRAME
             self.weights = meta.get(META_WEIGHTS, "float32")
@@ -418,7 +426,7 @@ class OnnxMaskModel:
         return tuple(np.zeros(shape, np.float32) for shape in self._state_shapes(batch))
 
     def offline(self, mag: np.ndarray) -> np.ndarray:
-        """Masks aligned with the frames: ``mag: [B, T, F] -> [B, T, F]`` (as
+        """Rows aligned with the frames: ``mag: [B, T, F] -> [B, T, W]`` (as
         ``MaskNet.offline``: the last ``lookahead`` frames see silence as their future)."""
         k = self.lookahead
         if k:
@@ -428,7 +436,7 @@ class OnnxMaskModel:
     def __call__(
         self, mag: np.ndarray, state: tuple[np.ndarray, ...] | None = None
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        """Masks for ``mag: [B, T, F]`` (T >= 1) magnitudes; returns ``(mask [B, T, F], state)``."""
+        """Masks for ``mag: [B, T, F]`` (T >= 1) magnitudes; returns ``(mask [B, T, W], state)``."""
         mag = np.ascontiguousarray(mag, dtype=np.float32)
         if mag.ndim != 3 or mag.shape[1] < 1 or mag.shape[2] != self.n_freqs:
             raise ValueError(
@@ -476,7 +484,7 @@ class BoundFrames:
             raise ValueError(f"{model.path}: BoundFrames runs a one-frame graph")
         self.session = model.session
         self.mag = np.zeros((batch, 1, model.n_freqs), np.float32)
-        self.mask = np.zeros((batch, 1, model.n_freqs), np.float32)
+        self.mask = np.zeros((batch, 1, model.output_size), np.float32)
         self.sets = [model.initial_state(batch), model.initial_state(batch)]
         self.bindings = []
         for k in range(2):  # binding k reads state set k and writes set 1 - k
@@ -497,7 +505,7 @@ class BoundFrames:
         if state is not inputs:
             for target, source in zip(inputs, state, strict=True):
                 np.copyto(target, source)
-        masks = np.empty_like(mag)
+        masks = np.empty((*mag.shape[:2], self.mask.shape[2]), np.float32)
         for t in range(mag.shape[1]):
             np.copyto(self.mag, mag[:, t : t + 1])
             self.session.run_with_iobinding(self.bindings[self.current])
@@ -648,7 +656,8 @@ class OnnxStreamingEnhancer(FrameStream):
         self.model = model
         self.frame_model = frame_model
         self._bound = BoundFrames(frame_model) if frame_model is not None else None
-        super().__init__(model.stft_cfg, strength, gain_band, model.lookahead, rate)
+        super().__init__(model.stft_cfg, strength, gain_band, model.lookahead, rate,
+                         model.deep_filter)
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, strength: float = 1.0,
@@ -717,7 +726,8 @@ class OnnxEnhancer(ArrayEnhancer):
     def mask_16k(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Enhance mono 16 kHz ``audio: [N]`` in one call. Returns ``(enhanced [N], mask [T, F])``.
 
-        The mask is ``1 - strength * (1 - mask)``: strength 0 is the input, 1 the full mask.
+        The mask is ``1 - strength * (1 - mask)``: strength 0 is the input, 1 the full mask; a
+        deep filter's output is added times ``strength``.
         """
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim != 1:
@@ -725,11 +735,15 @@ class OnnxEnhancer(ArrayEnhancer):
         spec = stft_np(audio, self.stft_cfg)
         gains = level_gains_offline(audio, self.stft_cfg)
         network = self.model if self.frame_model is None else self.frame_model
-        mask = network.offline((np.abs(spec) * gains[:, None])[None])
-        mask = (1.0 - self.strength * (1.0 - mask[0])).astype(np.float32)
+        rows = network.offline((np.abs(spec) * gains[:, None])[None])[0]
+        mask = (1.0 - self.strength * (1.0 - rows[:, : self.model.n_freqs])).astype(np.float32)
         if self.floor:
             mask = np.maximum(mask, np.float32(self.floor))
-        out = istft_np(spec * mask, len(audio), self.stft_cfg)
+        est = spec * mask
+        df = self.model.deep_filter
+        if df is not None:
+            est[:, : df.bins] += np.float32(self.strength) * df.offline(rows, spec)
+        out = istft_np(est, len(audio), self.stft_cfg)
         return out, mask
 
     def pipeline(self, rate: int) -> ChannelPipeline:

@@ -23,6 +23,7 @@ import numpy as np
 import soxr
 
 from .audio import AudioError, open_audio, open_writer, output_subtype, read_blocks
+from .deepfilter import DeepFilter, FilterHistory
 from .media import MediaReader
 from .stft_config import StftConfig
 
@@ -198,12 +199,13 @@ class FrameStream:
 
     def __init__(self, stft_cfg: StftConfig, strength: float = 1.0,
                  gain_band: tuple[int, int] | None = None, lookahead: int = 0,
-                 rate: int | None = None):
+                 rate: int | None = None, deep_filter: DeepFilter | None = None):
         """``stft_cfg``: the model's STFT. ``gain_band = (first_bin, end_bin)``: model bins whose
         mean applied mask scales every bin above the model's band, recorded per frame in
         :attr:`frame_gains` (also used to scale audio above the stream's band).
         ``lookahead``: the model's (frames). ``rate``: the stream's sample rate (default: the
-        model's; else one :func:`processing_rate` returns).
+        model's; else one :func:`processing_rate` returns). ``deep_filter``: the model's, whose
+        coefficients follow the mask in each row the network gives (None: mask only).
         """
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
@@ -217,6 +219,7 @@ class FrameStream:
         self.scale = self.cfg.n_fft / stft_cfg.n_fft
         self.lookahead = lookahead
         self.strength = strength
+        self.deep_filter = deep_filter
         if gain_band is None and rate > stft_cfg.sample_rate:
             gain_band = high_band(stft_cfg, rate)
         self.gain_band = gain_band
@@ -229,8 +232,10 @@ class FrameStream:
         raise NotImplementedError
 
     def _network(self, mag: np.ndarray) -> np.ndarray:
-        """``mag: [K, F]`` model-scale magnitudes of K new frames -> raw masks ``[K, F]`` of the
-        K frames ``lookahead`` earlier; advances the recurrent state by K frames."""
+        """``mag: [K, F]`` model-scale magnitudes of K new frames -> the network's rows for the
+        K frames ``lookahead`` earlier: raw masks ``[K, F]``, or with a deep filter ``[K,
+        deep_filter.width]`` (the mask, then the coefficients); advances the recurrent state by
+        K frames."""
         raise NotImplementedError
 
     def _state_is_finite(self) -> bool:
@@ -257,14 +262,18 @@ class FrameStream:
             mag *= np.float32(self._level.step(float(np.abs(frames).max())))
         else:
             mag *= self._level.gains(np.abs(frames).max(axis=1))[:, None]
-        mask = self._network(np.ascontiguousarray(mag, dtype=np.float32))
-        # A mask lies in [0, 1]: its sum is finite unless an element is not (one reduction).
-        if not (math.isfinite(float(mask.sum())) and self._state_is_finite()):
+        rows = self._network(np.ascontiguousarray(mag, dtype=np.float32))
+        # A mask lies in [0, 1] and coefficients in [-1, 1]: the sum of a row is finite unless
+        # an element is not (one reduction).
+        if not (math.isfinite(float(rows.sum())) and self._state_is_finite()):
             log.warning("the network produced NaN/inf; its state is reset and those frames "
                         "are passed through")
             self._reset_state()
-            mask = np.ones_like(mask)
-        mask = np.asarray(self.apply_strength(mask), dtype=np.float32)
+            rows = np.zeros_like(rows)
+            rows[:, :f_model] = 1.0  # mask 1, no filter: the input
+        mask = np.asarray(self.apply_strength(rows[:, :f_model]), dtype=np.float32)
+        # The filter reads the frames just given (the newest of its taps) and its history.
+        filtered = None if self._filter is None else self._filter.step(rows, spec)
         spec = self.delay_spectra(spec)  # the frames the masks are for
         if spec.shape[1] > f_model:
             full = np.empty(spec.shape, np.float32)
@@ -273,7 +282,11 @@ class FrameStream:
             full[:, f_model:] = mask[:, first:end].mean(axis=1, keepdims=True)
         else:
             full = mask
-        out = np.fft.irfft(spec * full, n=self.cfg.n_fft, axis=-1)
+        est = spec * full
+        if filtered is not None:
+            low = est[:, : self.deep_filter.bins]
+            low += filtered if self.strength == 1.0 else np.float32(self.strength) * filtered
+        out = np.fft.irfft(est, n=self.cfg.n_fft, axis=-1)
         out = out.astype(np.float32, copy=False)
         out *= self.window_np
         return out, mask
@@ -327,6 +340,8 @@ class FrameStream:
         self._received = 0
         # Spectra of the last `lookahead` frames (see delay_spectra).
         self._spectra: Any = None
+        # The low band of the last frames a deep filter reads (None: no filter).
+        self._filter = None if self.deep_filter is None else FilterHistory(self.deep_filter)
         # The first `lookahead` masks are of frames before the signal: no gains for them.
         self._gains_skip = self.lookahead
         # Frame 0's first completed hop lies in the padding before the signal, and the

@@ -25,8 +25,9 @@ an interrupted one from its ``last.pt``, so a long recipe can be spread over ses
 re-running the same command. The last stage's best model is copied to ``OUT/model.pt`` with
 the recipe's text inside, so ``speechmask info`` can say how it was made.
 
-A stage whose ``model.hidden`` (or ``model.lookahead``) is larger than its starting model's
-grows it first (new units and inputs start silent: the same masks, ``train.grown_init``), so a
+A stage whose ``model.hidden`` (or ``model.lookahead``) is larger than its starting model's,
+or that sets a ``model.df_bins`` deep filter the starting model lacks, grows it first (new
+units, inputs and coefficients start silent: the same output, ``train.grown_init``), so a
 recipe can widen the init (``--set model.hidden=512``); the grown start is kept as ``start.pt``
 in the stage's folder, and an ``average`` naming ``init`` uses it.
 """
@@ -56,7 +57,8 @@ RUNTIME_FIELDS = ("threads", "device", "loader_workers")
 DONE = "done.json"
 RECIPE_COPY = "recipe.toml"
 FINAL = "model.pt"
-# A stage that grows its starting model (model.hidden or model.lookahead above the init's)
+# A stage that grows its starting model (model.hidden or model.lookahead above the init's, or
+# a deep filter it lacks)
 # keeps the grown start here, in its folder: what an average naming "init" then means.
 GROWN_START = "start.pt"
 
@@ -273,7 +275,8 @@ def run_recipe(
             grown = stage.settings.get("model", {})
             try:
                 cfg = adopt_architecture(cfg, init_model.cfg, "lookahead" in grown,
-                                         "hidden" in grown)
+                                         "hidden" in grown,
+                                         "df_bins" in grown or "df_order" in grown)
             except ValueError as err:
                 raise ConfigError(f"{recipe.path}: stage {stage.name!r}: {err}") from None
             start = grown_init(init_model, cfg.model, cfg.seed)
@@ -285,7 +288,8 @@ def run_recipe(
                 ckpt.save(d / GROWN_START, ckpt.model_payload(
                     start, StftConfig(), history=init_history,
                     metrics={"grown_from": str(previous), "hidden": cfg.model.hidden,
-                             "lookahead": cfg.model.lookahead}))
+                             "lookahead": cfg.model.lookahead,
+                             "df_bins": cfg.model.df_bins}))
         log.info("stage %d/%d %s: %s%s", i + 1, len(recipe.stages), stage.name,
                  "resuming" if resume else "training",
                  f" from {previous}" if init_model is not None else "")

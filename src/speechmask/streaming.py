@@ -30,7 +30,8 @@ class StreamingEnhancer(FrameStream):
         self.model = model.eval()
         # Runs where the model's weights are (CPU, or a GPU for an Enhancer built with one).
         self.device = next(model.parameters()).device
-        super().__init__(stft_cfg, strength, gain_band, model.cfg.lookahead, rate)
+        super().__init__(stft_cfg, strength, gain_band, model.cfg.lookahead, rate,
+                         model.deep_filter)
 
     @classmethod
     def load(cls, path=None, strength: float = 1.0) -> StreamingEnhancer:

@@ -109,7 +109,8 @@ def prepare(request: RunRequest, init_model: MaskNet | None = None) -> TrainConf
         try:
             grown = explicit.get("model", {})
             cfg = adopt_architecture(cfg, init_model.cfg, "lookahead" in grown,
-                                     "hidden" in grown)
+                                     "hidden" in grown,
+                                     "df_bins" in grown or "df_order" in grown)
         except ValueError as err:
             raise SetupError(f"--init: {err}") from None
     if request.resume:

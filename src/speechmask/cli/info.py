@@ -53,11 +53,11 @@ def _info_onnx(path: Path) -> int:
         raise UserError(str(err)) from None
     cfg, stft_cfg = model.model_config, model.stft_cfg
     gates = 4 if model.cell == "lstm" else 3
-    h, f, k = model.hidden, model.n_freqs, model.lookahead
+    h, f, k, out = model.hidden, model.n_freqs, model.lookahead, model.output_size
     macs = sum(gates * h * ((f * (k + 1) if i == 0 else h) + h) for i in range(model.layers))
-    macs += h * f
+    macs += h * out  # the dense layer and any deep filter's
     params = sum(gates * (h * (f * (k + 1) if i == 0 else h) + h * h + 2 * h)
-                 for i in range(model.layers)) + h * f + f
+                 for i in range(model.layers)) + h * out + out
     ms_per_sample = 1000 / stft_cfg.sample_rate
     if model.frame_graph:
         print(f"model: {path} (ONNX, one frame per call, {model.weights} weights: a stream's "
@@ -67,7 +67,7 @@ def _info_onnx(path: Path) -> int:
         print("streams with: " + ("float32 (no int8 graph beside it)" if frame is None else
                                   f"{frame.path.name} ({frame.weights} weights)"))
     print(f"architecture: {model.cell.upper()} {model.layers}x{h} + dense {h}->{f} + sigmoid, "
-          f"{cfg.get('compression', 'log')} features, "
+          + _deep_filter(cfg) + f"{cfg.get('compression', 'log')} features, "
           + (f"look-ahead {k} frame(s)" if k else "causal"))
     print(f"parameters: {params:,}")
     print(f"multiply-accumulates: {macs:,} per frame, "
@@ -75,6 +75,14 @@ def _info_onnx(path: Path) -> int:
     print(f"STFT: {stft_cfg.sample_rate} Hz, n_fft {stft_cfg.n_fft}, hop {stft_cfg.hop} "
           f"(algorithmic latency {stft_cfg.stream_latency(k) * ms_per_sample:.0f} ms)")
     return EXIT_OK
+
+
+def _deep_filter(model_config: dict) -> str:
+    """The architecture line's words for a deep filter ("" for a mask-only model)."""
+    if not model_config.get("df_bins"):
+        return ""
+    return (f"deep filter on the lowest {model_config['df_bins']} bins over "
+            f"{model_config['df_order']} frames, ")
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -109,7 +117,8 @@ def run_info(args: argparse.Namespace) -> int:
     info = describe(model, frames_per_second)
     print(f"model: {path}")
     print(f"architecture: {info['cell'].upper()} {info['layers']}x{info['hidden']} + dense "
-          f"{info['hidden']}->{info['n_freqs']} + sigmoid, {info['compression']} features, "
+          f"{info['hidden']}->{info['n_freqs']} + sigmoid, " + _deep_filter(info)
+          + f"{info['compression']} features, "
           + (f"look-ahead {info['lookahead']} frame(s)" if info["lookahead"] else "causal"))
     print(f"parameters: {info['parameters']:,}")
     print(f"multiply-accumulates: {info['macs_per_frame']:,} per frame, "

@@ -16,7 +16,8 @@ from .common import EXIT_ERROR, EXIT_OK, UserError, comma_list, log
 TRAIN_FLAGS = {
     "cell": "model.cell", "hidden": "model.hidden", "layers": "model.layers",
     "dropout": "model.dropout", "compression": "model.compression",
-    "lookahead": "model.lookahead", "target": "target", "loss": "loss",
+    "lookahead": "model.lookahead", "df_bins": "model.df_bins", "df_order": "model.df_order",
+    "target": "target", "loss": "loss",
     "snr_weight": "snr_weight", "snr_max_db": "snr_max_db", "spec_weight": "spec_weight",
     "epochs": "epochs",
     "batch_size": "batch_size", "lr": "lr", "ema_decay": "ema_decay",
@@ -61,6 +62,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="future frames each mask may use, 0-4 (16 ms of latency each; default "
                     "0, or the --init model's). With --init MODEL of less look-ahead, the new "
                     "inputs start at zero weight, so training starts from MODEL's masks")
+    tr.add_argument("--df-bins", type=int, default=None, metavar="BINS",
+                    help="give the lowest BINS bins a deep filter: complex coefficients over "
+                    "--df-order frames added to the mask (64 = 0-2 kHz; default "
+                    f"{mdef.df_bins}: mask only). With --init MODEL without one, the filter "
+                    "starts at zero, so training starts from MODEL's output")
+    tr.add_argument("--df-order", type=int, default=None, metavar="FRAMES",
+                    help="frames each deep filter reads, ending with the newest the model sees "
+                    f"(default {mdef.df_order}; at least --lookahead + 1)")
     tr.add_argument("--compression", choices=("log", "power"), default=None,
                     help=f"default {mdef.compression}")
     tr.add_argument("--target", choices=("ibm", "irm"), default=None,
