@@ -48,17 +48,28 @@ def test_each_tap_reads_its_frame(order, lookahead):
 
 
 def test_the_filter_works_only_where_the_mask_removes():
-    """Mask 1 passes the input whatever the coefficients; mask m weights them by 1 - m."""
-    df = DeepFilter(BINS, 3, 1, F)
-    spec = _spec(10, seed=1)
-    coefs = (np.random.default_rng(2).uniform(-1, 1, (10, 3, BINS, 2))).astype(np.float32)
-    coefs = coefs[..., 0] + 1j * coefs[..., 1]
-    ones = _rows(np.ones((10, F), np.float32), coefs)
-    est, _ = apply_output(torch.from_numpy(ones)[None], torch.from_numpy(spec)[None], F, df)
-    assert np.allclose(est[0].numpy(), spec, atol=1e-6)
-    half = _rows(np.full((10, F), 0.5, np.float32), coefs)
-    assert np.allclose(df.offline(half, spec), 0.5 * df.offline(_rows(np.zeros((10, F)), coefs),
-                                                                  spec), atol=1e-6)
+    """The network weights each coefficient by 1 - sigmoid of its bin: a mask of 1 passes the
+    input whatever the filter layer says, and the mask exponent leaves the coefficients alone
+    (which is why calibrate may change it)."""
+    model = with_deep_filter(_tiny(lookahead=1), BINS, 3)
+    torch.nn.init.normal_(model.df_head.weight, std=0.5)
+    mag = torch.rand(1, 20, F)
+    spec = torch.polar(mag, torch.rand(1, 20, F) * 6.28)
+    with torch.no_grad():
+        rows = model.offline(mag)
+        gate = rows[..., :F]
+        coefs = rows[..., F:].unflatten(-1, (3, BINS, 2))
+        assert coefs.abs().max() > 0.05
+        assert (coefs.abs() <= (1 - gate[..., :BINS])[..., None, :, None] + 1e-6).all()
+        model.dense.bias.fill_(30.0)  # sigmoid 1: nothing removed, nothing filtered
+        est, mask = model.estimate(model.offline(mag), spec)
+        assert torch.equal(mask, torch.ones_like(mask))
+        assert torch.allclose(est, spec, atol=1e-6)
+        model.dense.bias.zero_()
+        powered = MaskNet(ModelConfig(**{**model.cfg.__dict__, "mask_exponent": 2.0}))
+        powered.load_state_dict(model.state_dict())
+        a, b = model.offline(mag), powered.eval().offline(mag)
+        assert torch.allclose(b[..., :F], a[..., :F] ** 2) and torch.equal(b[..., F:], a[..., F:])
 
 
 @pytest.mark.parametrize("sizes", [[1] * 9, [4, 5], [9], [2, 1, 6]])

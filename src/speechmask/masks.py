@@ -78,8 +78,8 @@ def apply_output(
 
     The mask is applied as ``1 - strength * (1 - mask)``, at least ``floor`` (strength 1 and
     no floor: the mask itself); a deep filter's output (deepfilter.py) is added on its bins,
-    times ``1 - mask`` and ``strength``, reading frames outside the signal as silence."""
-    mask = raw = out[..., :n_freqs]
+    times ``strength``, reading frames outside the signal as silence."""
+    mask = out[..., :n_freqs]
     if strength != 1.0:
         mask = 1.0 - strength * (1.0 - mask)
     if floor:
@@ -95,5 +95,4 @@ def apply_output(
     low = torch.cat([low.new_zeros(batch, df.order - 1 - df.lookahead, df.bins), low,
                      low.new_zeros(batch, df.lookahead, df.bins)], dim=1)
     filtered = sum(coefs[:, :, n] * low[:, n : n + frames] for n in range(df.order))
-    filtered = filtered * (1.0 - raw[..., : df.bins])  # where the mask passes, no filter
     return torch.cat([est[..., : df.bins] + strength * filtered, est[..., df.bins :]], -1), mask

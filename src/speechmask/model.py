@@ -110,8 +110,8 @@ class MaskNet(nn.Module):
     ``forward(mag: [B, T, F], state) -> (mask: [B, T, F] in [0, 1], state)``: row ``t`` of the
     mask belongs to input frame ``t - lookahead`` (see :meth:`offline` for aligned masks). A
     model with a deep filter (``cfg.df_bins > 0``) gives rows of ``cfg.output_size``: the mask,
-    then the filter's coefficients in [-1, 1] (:func:`speechmask.masks.apply_output` applies
-    both).
+    then the filter's coefficients in [-1, 1] (:meth:`rows`; :func:`speechmask.masks.apply_output`
+    applies both).
     """
 
     def __init__(self, cfg: ModelConfig = ModelConfig()):
@@ -179,12 +179,7 @@ class MaskNet(nn.Module):
             feats, history = self._context(feats, state[self.rnn_state_count])
         rnn_state = tuple(state[:2]) if self.cfg.cell == "lstm" else state[0]
         out, new_state = self.rnn(feats, rnn_state)
-        out = self.dropout(out)
-        mask = torch.sigmoid(self.dense(out))
-        if self.cfg.mask_exponent != 1.0:
-            mask = mask.pow(self.cfg.mask_exponent)
-        if self.df_head is not None:
-            mask = torch.cat([mask, torch.tanh(self.df_head(out))], dim=-1)
+        mask = self.rows(self.dropout(out))
         new_state = tuple(new_state) if self.cfg.cell == "lstm" else (new_state,)
         if self.cfg.lookahead:
             new_state = (*new_state, history)
@@ -201,6 +196,21 @@ class MaskNet(nn.Module):
         the frames of ``noisy_spec: [B, T, F]`` (:func:`speechmask.masks.apply_output`)."""
         return apply_output(out, noisy_spec, self.cfg.n_freqs, self.deep_filter, strength,
                             floor)
+
+    def rows(self, out: torch.Tensor) -> torch.Tensor:
+        """Output rows ``[..., output_size]`` from the last layer's output ``out: [...,
+        hidden]``: the mask ``sigmoid(dense(out)) ** mask_exponent``, then any deep filter's
+        coefficients ``tanh(df_head(out))`` times ``1 - sigmoid`` of their bin, so that the
+        filter works only where the mask removes something (deepfilter.py), whatever the
+        exponent. Shared by :meth:`forward` and the ONNX one-frame graph."""
+        gate = torch.sigmoid(self.dense(out))
+        mask = gate if self.cfg.mask_exponent == 1.0 else gate.pow(self.cfg.mask_exponent)
+        if self.df_head is None:
+            return mask
+        bins, order = self.cfg.df_bins, self.cfg.df_order
+        coefs = torch.tanh(self.df_head(out)).unflatten(-1, (order, bins, 2))
+        coefs = coefs * (1.0 - gate[..., :bins]).unsqueeze(-2).unsqueeze(-1)
+        return torch.cat([mask, coefs.flatten(-3)], dim=-1)
 
     def offline(self, mag: torch.Tensor) -> torch.Tensor:
         """Masks aligned with the frames of a whole signal: ``mag: [B, T, F] -> [B, T, F]``.

@@ -313,11 +313,7 @@ def _frame_step(net: MaskNet) -> Any:
                     n = torch.tanh(gi_n + r * gh_n)
                     x = n + z * (h - n)
                 hs.append(x)
-            mask = torch.sigmoid(net.dense(x))[:, None]
-            if cfg.mask_exponent != 1.0:
-                mask = mask.pow(cfg.mask_exponent)
-            if net.df_head is not None:  # the deep filter's coefficients follow the mask
-                mask = torch.cat([mask, torch.tanh(net.df_head(x))[:, None]], dim=-1)
+            mask = net.rows(x)[:, None]  # the mask (and a deep filter's coefficients)
             rnn_state = (torch.stack(hs),) + ((torch.stack(cs),) if cs else ())
             return (mask, *rnn_state, *new_history)
 
