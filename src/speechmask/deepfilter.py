@@ -57,11 +57,6 @@ class DeepFilter:
                    int(get("n_freqs")))
 
     @property
-    def history(self) -> int:
-        """Frames before the newest one the filter reads: ``order - 1``."""
-        return self.order - 1
-
-    @property
     def width(self) -> int:
         """Values per output row: the mask, then the coefficients."""
         return self.n_freqs + 2 * self.order * self.bins

@@ -328,11 +328,7 @@ def compute_loss(
     coefficients: the SNR terms see the filtered estimate, the BCE the mask);
     ``input_snr_db: [B]`` (inf: a clean example) spares clean examples the SNR ceiling when
     ``cfg.ceiling_on_clean`` is False."""
-    deep_filter = DeepFilter.of(cfg.model)
-    if deep_filter is None:
-        est = mask * noisy_spec
-    else:
-        est, mask = apply_output(mask, noisy_spec, cfg.model.n_freqs, deep_filter)
+    est, mask = apply_output(mask, noisy_spec, cfg.model.n_freqs, DeepFilter.of(cfg.model))
     loss = _base_loss(cfg, mask, target, est, clean_spec, snr_ceilings_db(cfg, input_snr_db))
     if cfg.spec_weight:
         loss = loss + cfg.spec_weight * spectral_power_loss(est, clean_spec)
