@@ -47,29 +47,37 @@ def test_each_tap_reads_its_frame(order, lookahead):
         assert np.allclose(est[0, :, BINS:].numpy(), 0.0)  # mask 0 above the filter
 
 
-def test_the_filter_works_only_where_the_mask_removes():
-    """The network weights each coefficient by 1 - sigmoid of its bin: a mask of 1 passes the
-    input whatever the filter layer says, and the mask exponent leaves the coefficients alone
-    (which is why calibrate may change it)."""
-    model = with_deep_filter(_tiny(lookahead=1), BINS, 3)
+@pytest.mark.parametrize("exponent", [1.0, 2.0])
+def test_the_filter_works_only_where_the_mask_removes(exponent):
+    """The filter's output is weighted by 1 - mask of its bin, in torch and in numpy: a mask of
+    1 passes the input whatever the filter layer says, and the coefficients, which the rows
+    carry unweighted, do not depend on the mask exponent (which calibrate changes)."""
+    model = with_deep_filter(_tiny(lookahead=1, mask_exponent=exponent), BINS, 3)
     torch.nn.init.normal_(model.df_head.weight, std=0.5)
     mag = torch.rand(1, 20, F)
     spec = torch.polar(mag, torch.rand(1, 20, F) * 6.28)
     with torch.no_grad():
         rows = model.offline(mag)
-        gate = rows[..., :F]
-        coefs = rows[..., F:].unflatten(-1, (3, BINS, 2))
-        assert coefs.abs().max() > 0.05
-        assert (coefs.abs() <= (1 - gate[..., :BINS])[..., None, :, None] + 1e-6).all()
-        model.dense.bias.fill_(30.0)  # sigmoid 1: nothing removed, nothing filtered
+        est, mask = model.estimate(rows, spec)
+        filtered = model.deep_filter.offline(rows[0].numpy(), spec[0].numpy())
+        assert np.abs(filtered).max() > 0.05
+        assert np.allclose(est[0, :, :BINS].numpy(), (spec * mask)[0, :, :BINS].numpy()
+                           + filtered, atol=1e-5)
+        # By hand: 1 - mask times the taps' sum (order 3, look-ahead 1: frames t-1, t, t+1).
+        coefs = torch.view_as_complex(rows[0, :, F:].unflatten(-1, (3, BINS, 2)).contiguous())
+        low = torch.cat([torch.zeros(1, BINS), spec[0, :, :BINS], torch.zeros(1, BINS)])
+        taps = sum(coefs[:, n] * low[n : n + 20] for n in range(3))
+        assert np.allclose(filtered, ((1 - rows[0, :, :BINS]) * taps).numpy(), atol=1e-5)
+        model.dense.bias.fill_(30.0)  # mask 1: nothing removed, nothing filtered
         est, mask = model.estimate(model.offline(mag), spec)
         assert torch.equal(mask, torch.ones_like(mask))
         assert torch.allclose(est, spec, atol=1e-6)
         model.dense.bias.zero_()
-        powered = MaskNet(ModelConfig(**{**model.cfg.__dict__, "mask_exponent": 2.0}))
-        powered.load_state_dict(model.state_dict())
-        a, b = model.offline(mag), powered.eval().offline(mag)
-        assert torch.allclose(b[..., :F], a[..., :F] ** 2) and torch.equal(b[..., F:], a[..., F:])
+        other = MaskNet(ModelConfig(**{**model.cfg.__dict__, "mask_exponent": 3 - exponent}))
+        other.load_state_dict(model.state_dict())
+        a, b = model.offline(mag), other.eval().offline(mag)
+        assert torch.allclose(b[..., :F] ** exponent, a[..., :F] ** (3 - exponent), atol=1e-6)
+        assert torch.equal(b[..., F:], a[..., F:])
 
 
 @pytest.mark.parametrize("sizes", [[1] * 9, [4, 5], [9], [2, 1, 6]])

@@ -70,7 +70,8 @@ def score_exponents(
         rows = model.offline(spec.abs())
         mask, coefs = rows[..., : model.cfg.n_freqs], rows[..., model.cfg.n_freqs :]
         for i, p in enumerate(exponents):
-            # A deep filter's coefficients (if any) stay as they are: only the mask is raised.
+            # A deep filter's coefficients (if any) stay as they are; weighted by 1 - mask,
+            # they follow the raised mask, as they will at run time (masks.apply_output).
             spec_est, _ = model.estimate(torch.cat([mask.pow(p / current), coefs], -1), spec)
             est = istft(spec_est, x.shape[-1], stft_cfg)[0].numpy()
             sums[i] += (snr_db(clean, est), si_sdr_db(clean, est))

@@ -78,8 +78,9 @@ def apply_output(
 
     The mask is applied as ``1 - strength * (1 - mask)``, at least ``floor`` (strength 1 and
     no floor: the mask itself); a deep filter's output (deepfilter.py) is added on its bins,
-    times ``strength``, reading frames outside the signal as silence."""
-    mask = out[..., :n_freqs]
+    weighted by ``1 - mask`` (the rows' mask) and ``strength``, reading frames outside the
+    signal as silence."""
+    mask = raw = out[..., :n_freqs]
     if strength != 1.0:
         mask = 1.0 - strength * (1.0 - mask)
     if floor:
@@ -90,7 +91,8 @@ def apply_output(
         return est, mask
     df, (batch, frames) = deep_filter, out.shape[:2]
     pairs = out[..., n_freqs:].unflatten(-1, (df.order, df.bins, 2))
-    coefs = torch.complex(pairs[..., 0], pairs[..., 1])  # [B, T, order, bins]
+    weight = (1.0 - raw[..., : df.bins]).unsqueeze(-2)  # [B, T, 1, bins]
+    coefs = torch.complex(pairs[..., 0], pairs[..., 1]) * weight  # [B, T, order, bins]
     low = spec[..., : df.bins]
     low = torch.cat([low.new_zeros(batch, df.order - 1 - df.lookahead, df.bins), low,
                      low.new_zeros(batch, df.lookahead, df.bins)], dim=1)
