@@ -275,7 +275,7 @@ def test_model_and_health(make_client):
     assert info["backend"] == "onnx" and info["cell"] == "gru" and info["latency_ms"] == 48
     assert "GRU 2x384" in info["architecture"]
     if "parameters" in info:  # torch installed: the checkpoint's figures, as `speechmask info`
-        assert info["parameters"] == 2_022_785 and info["stages"]
+        assert info["parameters"] == 2_170_625 and info["stages"]
     health = client.get("/api/health").json()
     assert health["status"] == "ok" and health["max_upload_mb"] == 100
     assert client.get("/openapi.json").json()["paths"]["/api/enhance"]["post"]

@@ -188,7 +188,7 @@ def export_onnx_frame(model: MaskNet, stft_cfg: StftConfig, path: str | os.PathL
     quarter of the size) and runs them as int8 products, the values of each frame's inputs
     quantized as they come; the first layer's input product, which reads the features, has one
     weight scale per column (see :func:`_quantized`). A stream reads every weight once per 16 ms
-    hop: this graph runs a hop of the shipped 2 x 384 GRU in 99 us instead of 222 (2-core AMD
+    hop: this graph runs a hop of a mask-only 2 x 384 GRU in 99 us instead of 222 (2-core AMD
     EPYC, 2026-12-07); docs/benchmark.md pairs its streams with float32 on every set. The state
     is the whole graph's: the two graphs may take turns on one stream.
     """
@@ -467,7 +467,7 @@ class BoundFrames:
     """Frames one at a time through a one-frame graph, its inputs and outputs bound to arrays
     allocated once (onnxruntime IOBinding): nothing is converted, checked or allocated per
     frame, and the state alternates between two sets of arrays, the outputs of one frame being
-    the inputs of the next. A stream's hop of the shipped model: 81 us instead of 97 through
+    the inputs of the next. A stream's hop of a mask-only 2 x 384 GRU: 81 us instead of 97 through
     the session's plain ``run`` (2-core AMD EPYC, 2026-12-07, called alone).
 
     ``run(mag [B, T, F], state) -> (mask [B, T, F], state)`` for the ``batch`` B it was made
@@ -713,7 +713,7 @@ class OnnxEnhancer(ArrayEnhancer):
         ``precision`` (:func:`load_frame_graph`): None (default) runs the model as given, which
         for a whole graph is the output torch gives; ``"int8"`` (or ``"auto"`` where the model
         has that graph) runs every frame, whole files too, through its one-frame int8 graph:
-        a stream's output exactly, at 0.87x the CPU of the float32 whole graph (the shipped
+        a stream's output exactly, at 0.90x the CPU of the float32 whole graph (the shipped
         model on the corpus test set, 2-core AMD EPYC, 2026-12-07; docs/benchmark.md)."""
         model = OnnxMaskModel(path or default_onnx_path(), threads=threads)
         frame = None if precision is None else load_frame_graph(model, precision, threads)
