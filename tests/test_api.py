@@ -82,6 +82,24 @@ def test_stream_any_rate_and_channels(enh, rate):
         stream.process(np.zeros((10, 3), np.float32))
 
 
+@pytest.mark.parametrize("bad, replaced", [
+    (np.nan, True), (np.inf, True), (-np.inf, True),
+    (3e38, False),  # finite samples whose sum overflows: left as they are, no warning
+])
+def test_a_stream_replaces_exactly_the_non_finite_samples(tiny_model_files, caplog, bad,
+                                                          replaced):
+    from speechmask.onnx_backend import OnnxMaskModel, OnnxStreamingEnhancer
+
+    _, onnx_path = tiny_model_files()
+    stream = OnnxStreamingEnhancer(OnnxMaskModel(onnx_path))
+    chunk = np.zeros(160, np.float32)
+    chunk[7] = chunk[8] = bad
+    stream.process(chunk)
+    assert ("replaced by 0" in caplog.text) == replaced
+    pending = stream._pending[-160:]  # the chunk as the stream keeps it
+    assert np.array_equal(pending[7:9], np.zeros(2) if replaced else np.full(2, bad, np.float32))
+
+
 def test_nan_chunk_does_not_poison_the_stream(tiny_model_files):
     """Item 10: a NaN chunk (a glitching sound card) is replaced by silence; every later
     sample is finite without reset(), for both backends."""

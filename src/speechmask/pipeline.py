@@ -411,7 +411,9 @@ class FrameStream:
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Feed ``chunk: [n]`` samples; returns ``[n]`` samples of the delayed output stream."""
         chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
-        if not np.isfinite(chunk).all():
+        # A NaN or inf makes the sum non-finite: one reduction per chunk (a live stream's 100
+        # chunks a second), the element-wise test only then (a sum can also overflow).
+        if not math.isfinite(float(chunk.sum())) and not np.isfinite(chunk).all():
             log.warning("NaN/inf input samples replaced by 0")
             chunk = np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
         self._received += len(chunk)
