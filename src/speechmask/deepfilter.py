@@ -69,7 +69,7 @@ class DeepFilter:
         pairs = np.ascontiguousarray(out[..., self.n_freqs :], dtype=np.float32)
         coefs = pairs.reshape(*out.shape[:-1], self.order, self.bins, 2).view(
             np.complex64)[..., 0]
-        return coefs * (1.0 - out[..., None, : self.bins]).astype(np.float32)
+        return coefs * (_ONE - out[..., None, : self.bins]).astype(np.float32, copy=False)
 
     def filtered(self, out: np.ndarray, low: np.ndarray) -> np.ndarray:
         """``out: [K, width]`` rows and ``low: [K + order - 1, bins]``, the low band of the
