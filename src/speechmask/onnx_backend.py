@@ -501,11 +501,6 @@ class BoundFrames:
         if state is not inputs:
             for target, source in zip(inputs, state, strict=True):
                 np.copyto(target, source)
-        if mag.shape[1] == 1:  # a stream's hop: no frame loop, one copy out
-            np.copyto(self.mag, mag)
-            self.session.run_with_iobinding(self.bindings[self.current])
-            self.current ^= 1
-            return self.mask.copy(), self.sets[self.current]
         masks = np.empty((*mag.shape[:2], self.mask.shape[2]), np.float32)
         for t in range(mag.shape[1]):
             np.copyto(self.mag, mag[:, t : t + 1])

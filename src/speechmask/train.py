@@ -680,8 +680,8 @@ def make_optimizer(cfg: TrainConfig, model: MaskNet) -> torch.optim.Optimizer:
     """AdamW over the trainable weights of ``model``; a deep filter's coefficient layer in a
     group of its own, whose ``lr_scale`` (``cfg.df_lr_scale``) scales the schedule's rate."""
     head = [] if model.df_head is None else list(model.df_head.parameters())
-    rest = [p for p in model.parameters()
-            if p.requires_grad and not any(p is h for h in head)]
+    in_head = {id(p) for p in head}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in in_head]
     groups = [{"params": rest, "lr_scale": 1.0}]
     if head:
         groups.append({"params": head, "lr_scale": cfg.df_lr_scale})
