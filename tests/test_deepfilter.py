@@ -80,15 +80,17 @@ def test_the_filter_works_only_where_the_mask_removes(exponent):
         assert torch.equal(b[..., F:], a[..., F:])
 
 
-@pytest.mark.parametrize("sizes", [[1] * 9, [4, 5], [9], [2, 1, 6]])
-def test_stream_history_equals_offline(sizes):
-    """Frames fed in any grouping, then ``lookahead`` silent frames (a flushed stream), give
-    the offline filter of the whole signal."""
-    df = DeepFilter(BINS, 3, 1, F)
+@pytest.mark.parametrize("order", [2, 3, 4])
+@pytest.mark.parametrize("sizes", [[1] * 9, [4, 5], [9], [2, 1, 6], [1, 1, 4, 1, 1, 1]])
+def test_stream_history_equals_offline(sizes, order):
+    """Frames fed in any grouping (single frames go round the history's ring, groups reset
+    it), then ``lookahead`` silent frames (a flushed stream), give the offline filter of the
+    whole signal."""
+    df = DeepFilter(BINS, order, 1, F)
     rng = np.random.default_rng(3)
     spec = _spec(9, seed=4)
-    rows = _rows(rng.random((9, F)), rng.uniform(-1, 1, (9, 3, BINS))
-                 + 1j * rng.uniform(-1, 1, (9, 3, BINS)))
+    rows = _rows(rng.random((9, F)), rng.uniform(-1, 1, (9, order, BINS))
+                 + 1j * rng.uniform(-1, 1, (9, order, BINS)))
     # The stream gets each row lookahead frames after its frame: row t with frame t + 1.
     fed = np.concatenate([spec, np.zeros((1, F), np.complex64)])
     late = np.concatenate([np.zeros((1, rows.shape[1]), np.float32), rows])

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from speechmask import pipeline
 from speechmask.enhance import Enhancer
 from speechmask.features import StftConfig
 from speechmask.model import MaskNet, ModelConfig
@@ -82,6 +83,23 @@ def test_one_frame_per_call_equals_many_frames_per_call(lookahead, rate, strengt
     ten_ms = stream.enhance(audio, chunk=rate // 100)  # what `speechmask stream` feeds
     whole = stream.enhance(audio, chunk=len(audio))  # all frames in one call
     assert np.array_equal(per_hop, whole) and np.array_equal(ten_ms, whole)
+
+
+@pytest.mark.parametrize("kernels", ["numpy's own", "public"])
+@pytest.mark.parametrize("n", [512, 1412, 16])  # 16 kHz, 44.1 kHz frames, tiny
+def test_frame_ffts_give_exactly_what_numpy_fft_gives(n, kernels, monkeypatch):
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0":  # the fast kernels are found there
+        assert pipeline._FFT_KERNELS is not None
+    if kernels == "public":
+        monkeypatch.setattr(pipeline, "_FFT_KERNELS", None)
+    frames = np.random.default_rng(n).standard_normal((3, n)).astype(np.float32)
+    spec = pipeline.rfft_frames(frames)
+    assert spec.dtype == np.complex64
+    assert np.array_equal(spec, np.fft.rfft(frames, axis=-1).astype(np.complex64))
+    out = np.empty((3, n), np.float32)
+    back = pipeline.irfft_frames(spec, n, out)
+    assert back is out and np.array_equal(back, np.fft.irfft(spec, n=n, axis=-1))
+    assert np.array_equal(pipeline.irfft_frames(spec, n), back)
 
 
 @pytest.mark.parametrize("lookahead", [0, 1, 2])

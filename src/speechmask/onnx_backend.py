@@ -509,6 +509,20 @@ class BoundFrames:
             masks[:, t : t + 1] = self.mask
         return masks, self.sets[self.current]
 
+    def step(self, mag: np.ndarray) -> np.ndarray:
+        """One frame ``mag: [B, 1, F]`` from this object's own state (the state :meth:`run`
+        returned last, or zeros) -> its rows ``[B, 1, W]``: the bound output array itself, which
+        the next call overwrites (a stream's hop uses them first; no copy, ~1-3 us a hop)."""
+        np.copyto(self.mag, mag)
+        self.session.run_with_iobinding(self.bindings[self.current])
+        self.current ^= 1
+        return self.mask
+
+    @property
+    def state(self) -> tuple[np.ndarray, ...]:
+        """The state after the last frame (this object's arrays)."""
+        return self.sets[self.current]
+
 
 # --------------------------------------------------------------------------------------------
 # STFT in numpy (matches speechmask.features.stft / istft)
@@ -665,6 +679,9 @@ class OnnxStreamingEnhancer(FrameStream):
 
     def _reset_state(self) -> None:
         self.state: tuple[np.ndarray, ...] | None = None
+        if self._bound is not None:  # its hops start from its own arrays (BoundFrames.step)
+            for array in self._bound.state:
+                array.fill(0.0)
 
     # No _state_is_finite: FrameStream's check of the mask covers what it guards against, a
     # state poisoned for good. Every state output of a frame feeds that frame's mask (h the
@@ -676,7 +693,12 @@ class OnnxStreamingEnhancer(FrameStream):
     def _network(self, mag: np.ndarray) -> np.ndarray:
         # FrameStream passes contiguous float32 [K, F] and the state is the session's own
         # output: OnnxMaskModel.run skips the checks of __call__; with the frame graph every
-        # frame runs through this stream's bound arrays (BoundFrames).
+        # frame runs through this stream's bound arrays (BoundFrames), a hop's single frame
+        # from the state they hold.
+        if self._bound is not None and len(mag) == 1:
+            rows = self._bound.step(mag[None])
+            self.state = self._bound.state
+            return rows[0]
         if self.state is None:
             self.state = self.model.initial_state(1)
         run = self.model.run if self._bound is None else self._bound.run

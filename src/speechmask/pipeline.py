@@ -37,6 +37,56 @@ HIGH_BAND_FROM_HZ = 6000.0
 BLOCK_SECONDS = 10.0
 
 
+def _fft_gufuncs() -> tuple[Any, Any] | None:
+    """numpy's own real FFT kernels ``(rfft_n_even, irfft)``, called with an output array, or
+    None where they are not there or not as expected (numpy < 2, or a later change).
+
+    ``np.fft.rfft`` / ``irfft`` wrap them in ~2 us of argument handling and allocation per
+    call: a stream makes two calls of ~6 us every 16 ms hop. The kernels are numpy's private
+    module, so they are checked once to give exactly what the public functions give.
+    """
+    try:
+        from numpy.fft import _pocketfft_umath as kernels
+
+        x = np.sin(np.arange(32, dtype=np.float32))[None]
+        spec = kernels.rfft_n_even(x, 1.0, out=np.empty((1, 17), np.complex64))
+        back = kernels.irfft(spec, np.float32(1.0 / 32), out=np.empty((1, 32), np.float32))
+        if (np.array_equal(spec, np.fft.rfft(x).astype(np.complex64))
+                and np.array_equal(back, np.fft.irfft(spec, n=32))):
+            return kernels.rfft_n_even, kernels.irfft
+    except Exception:  # noqa: BLE001 - any failure means: use the public functions
+        pass
+    return None
+
+
+_FFT_KERNELS = _fft_gufuncs()
+
+
+def rfft_frames(frames: np.ndarray) -> np.ndarray:
+    """``frames: [K, n]`` float32 (n even) -> ``[K, n // 2 + 1]`` complex64, as ``np.fft.rfft``
+    along the last axis."""
+    n = frames.shape[-1]
+    if _FFT_KERNELS is None or n % 2:
+        return np.fft.rfft(frames, axis=-1).astype(np.complex64, copy=False)
+    # A Python float scale picks the float64 kernel, as np.fft.rfft does for float32 input
+    # (the float32 kernel differs by ~1e-5 relative and would part a stream from a file).
+    return _FFT_KERNELS[0](frames, 1.0, out=np.empty((len(frames), n // 2 + 1), np.complex64))
+
+
+def irfft_frames(spec: np.ndarray, n: int, out: np.ndarray | None = None) -> np.ndarray:
+    """``spec: [K, n // 2 + 1]`` complex64 -> ``[K, n]`` float32, as ``np.fft.irfft(spec, n)``
+    along the last axis; into ``out`` when given (``[K, n]`` float32)."""
+    if _FFT_KERNELS is None:
+        signal = np.fft.irfft(spec, n=n, axis=-1).astype(np.float32, copy=False)
+        if out is None:
+            return signal
+        out[...] = signal
+        return out
+    if out is None:
+        out = np.empty((len(spec), n), np.float32)
+    return _FFT_KERNELS[1](spec, np.float32(1.0 / n), out=out)  # float32, as np.fft.irfft
+
+
 def sqrt_hann(n_fft: int) -> np.ndarray:
     """Periodic sqrt-Hann window ``[n_fft]`` float32 (analysis and synthesis)."""
     return np.sqrt(0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
@@ -224,6 +274,9 @@ class FrameStream:
             gain_band = high_band(stft_cfg, rate)
         self.gain_band = gain_band
         self.window_np = sqrt_hann(self.cfg.n_fft)
+        # A stream's hop (one frame) windows into and synthesises into these (_masked_frames).
+        self._hop_in = np.empty((1, self.cfg.n_fft), np.float32)
+        self._hop_out = np.empty((1, self.cfg.n_fft), np.float32)
         self.reset()
 
     # -- what a backend provides -------------------------------------------------------------
@@ -252,14 +305,17 @@ class FrameStream:
         # gives the dtype (rfft of float32 is complex64, irfft of complex64 float32); the
         # values are the same as with fresh arrays.
         f_model = self.model_cfg.n_freqs
-        spec = np.fft.rfft(frames * self.window_np, axis=-1)  # [K, F_rate]
-        spec = spec.astype(np.complex64, copy=False)
+        hop = len(frames) == 1  # a stream's hop: its two frame buffers are reused
+        windowed = np.multiply(frames, self.window_np, out=self._hop_in if hop else None)
+        spec = rfft_frames(windowed)  # [K, F_rate]
         mag = np.abs(spec[:, :f_model])
         if self.scale != 1.0:  # above the model rate: fill an empty top band
             mag = mag / np.float32(self.scale)
             mag = fill_top_band(mag, self.model_cfg, self._band_limited(mag))
-        if len(frames) == 1:  # a stream's hop: one gain, no arrays around it
-            mag *= np.float32(self._level.step(float(np.abs(frames).max())))
+        if hop:  # one gain, no arrays around it (_hop_out is free until the iFFT below)
+            gain = self._level.step(float(np.abs(frames, out=self._hop_out).max()))
+            if gain != 1.0:  # input peaking at -30 dBFS or above: left as it is
+                mag *= np.float32(gain)
         else:
             mag *= self._level.gains(np.abs(frames).max(axis=1))[:, None]
         rows = self._network(np.ascontiguousarray(mag, dtype=np.float32))
@@ -286,8 +342,8 @@ class FrameStream:
         if filtered is not None:
             low = est[:, : self.deep_filter.bins]
             low += filtered if self.strength == 1.0 else np.float32(self.strength) * filtered
-        out = np.fft.irfft(est, n=self.cfg.n_fft, axis=-1)
-        out = out.astype(np.float32, copy=False)
+        # The hop's output buffer is free again: _emit adds the last one into _ola.
+        out = irfft_frames(est, self.cfg.n_fft, self._hop_out if hop else None)
         out *= self.window_np
         return out, mask
 
