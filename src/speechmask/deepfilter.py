@@ -99,8 +99,9 @@ class FilterHistory:
 
     def reset(self) -> None:
         # The last `order` frames' low band, oldest first: silence before the stream's start.
-        # Kept twice in a ring of 2 x order rows, so that the taps are always the contiguous
-        # rows `_newest + 1 - order .. _newest` (+ order): a hop writes two rows, and moves none.
+        # Kept twice in a ring of 2 x order rows, frame i at rows i % order and that + order,
+        # so that the taps are always the contiguous rows `_newest + 1 .. _newest + order`: a
+        # hop writes two rows and moves none (one overlapping copy of the taps less).
         self._ring = np.zeros((2 * self.df.order, self.df.bins), np.complex64)
         self._newest = self.df.order - 1
 

@@ -301,9 +301,8 @@ class FrameStream:
         spectrum ``[K, n_fft]``, the applied model-band mask ``[K, F]``), both for the K frames
         ``lookahead`` earlier."""
         # A stream runs this once per 16 ms hop with K = 1, so every numpy call counts (~0.5-1
-        # us each): results are computed in place and copies skipped where numpy >= 2 already
-        # gives the dtype (rfft of float32 is complex64, irfft of complex64 float32); the
-        # values are the same as with fresh arrays.
+        # us each): results are computed in place, into the hop's buffers, and the FFTs call
+        # numpy's kernels directly; the values are the same as with fresh arrays and np.fft.
         f_model = self.model_cfg.n_freqs
         hop = len(frames) == 1  # a stream's hop: its two frame buffers are reused
         windowed = np.multiply(frames, self.window_np, out=self._hop_in if hop else None)
