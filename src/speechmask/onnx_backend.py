@@ -735,8 +735,9 @@ class OnnxEnhancer(ArrayEnhancer):
         ``precision`` (:func:`load_frame_graph`): None (default) runs the model as given, which
         for a whole graph is the output torch gives; ``"int8"`` (or ``"auto"`` where the model
         has that graph) runs every frame, whole files too, through its one-frame int8 graph:
-        a stream's output exactly, at 0.90x the CPU of the float32 whole graph (the shipped
-        model on the corpus test set, 2-core AMD EPYC, 2026-12-07; docs/benchmark.md)."""
+        a stream's output exactly, at 0.90x the CPU of the float32 whole graph on one 2-core
+        AMD EPYC and 1.16x on another, with AVX-512 (the shipped model on the corpus test
+        set, 2026-12-07 and 2026-12-08; docs/benchmark.md)."""
         model = OnnxMaskModel(path or default_onnx_path(), threads=threads)
         frame = None if precision is None else load_frame_graph(model, precision, threads)
         return cls(model, strength, atten_lim_db, frame)

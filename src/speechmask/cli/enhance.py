@@ -58,7 +58,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     en.add_argument("--precision", choices=("float32", "int8", "auto"), default=None,
                     help="ONNX backend: int8 runs every frame through the model's one-frame "
                     "int8 graph (model.stream.onnx, what `speechmask stream` runs): the "
-                    "stream's output, ~13%% less CPU; auto: int8 where the model has that "
+                    "stream's output (less CPU on some CPUs, more on others: "
+                    "docs/benchmark.md); auto: int8 where the model has that "
                     "graph; float32: the whole graph. Default: the model as given (the "
                     "shipped model.onnx: float32, what torch gives)")
     en.add_argument("--threads", type=int, default=None,
