@@ -267,7 +267,7 @@ def test_spec_weight_adds_the_compressed_term_and_its_gradient():
     plain = compute_loss(_cfg(loss="bce+snr+sisdr"), mask, target, noisy, ref)
     weighted = compute_loss(_cfg(loss="bce+snr+sisdr", spec_weight=2.0), mask, target, noisy, ref)
     extra = 2.0 * spectral_power_loss(mask * noisy, ref)
-    assert float(weighted) == pytest.approx(float(plain + extra), rel=1e-6)
+    assert weighted.item() == pytest.approx((plain + extra).item(), rel=1e-6)
     weighted.backward()
     assert mask.grad is not None and torch.isfinite(mask.grad).all() and mask.grad.abs().sum() > 0
 

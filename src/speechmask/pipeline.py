@@ -467,8 +467,9 @@ class FrameStream:
         """Feed ``chunk: [n]`` samples; returns ``[n]`` samples of the delayed output stream."""
         chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
         # A NaN or inf makes the sum non-finite: one reduction per chunk (a live stream's 100
-        # chunks a second), the element-wise test only then (a sum can also overflow).
-        if not math.isfinite(float(chunk.sum())) and not np.isfinite(chunk).all():
+        # chunks a second), the element-wise test only then. Summed in float64, finite samples
+        # never overflow (float32 ones did, with a RuntimeWarning, near 3e38).
+        if not math.isfinite(chunk.sum(dtype=np.float64)) and not np.isfinite(chunk).all():
             log.warning("NaN/inf input samples replaced by 0")
             chunk = np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
         self._received += len(chunk)
