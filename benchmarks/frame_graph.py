@@ -58,6 +58,7 @@ def state_per_layer(proto: onnx.ModelProto) -> onnx.ModelProto:
     graph = out.graph
     stacked = [i.name for i in graph.input if i.name in ("h", "c")]
     producers = {o: n for n in graph.node for o in n.output}
+    constants = {t.name: t for t in graph.initializer}  # a Gather's index: one, or a Constant
     inputs, outputs, drop = [], [], set()
     for name in stacked:
         hidden = graph.input[[i.name for i in graph.input].index(name)].type.tensor_type
@@ -65,10 +66,8 @@ def state_per_layer(proto: onnx.ModelProto) -> onnx.ModelProto:
         gathers = [n for n in graph.node if n.op_type == "Gather" and n.input[0] == name]
         layers = []
         for node in gathers:  # h[layer] -> the input of that layer
-            layer = int(onnx.numpy_helper.to_array(
-                next(t for t in graph.initializer if t.name == node.input[1])
-                if any(t.name == node.input[1] for t in graph.initializer)
-                else producers[node.input[1]].attribute[0].t))
+            index = constants.get(node.input[1]) or producers[node.input[1]].attribute[0].t
+            layer = int(onnx.numpy_helper.to_array(index))
             drop.add(id(node))
             layers.append((layer, helper.make_tensor_value_info(node.output[0],
                                                                 TensorProto.FLOAT, [1, size])))
@@ -125,16 +124,20 @@ def products_only(proto: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def _bound(session: ort.InferenceSession, seed: int = 0) -> tuple[Callable[[], None], list]:
-    """A no-argument call that runs ``session`` once on inputs and outputs bound to arrays
-    allocated once; also returns the arrays (kept alive while bound)."""
+def _random_inputs(session: ort.InferenceSession, seed: int) -> dict[str, np.ndarray]:
+    """Non-negative float32 inputs for every input of ``session`` (free dimensions: 1)."""
     rng = np.random.default_rng(seed)
-    binding, arrays = session.io_binding(), []
-    for spec in session.get_inputs():
-        shape = [d if isinstance(d, int) else 1 for d in spec.shape]
-        array = np.abs(rng.standard_normal(shape)).astype(np.float32) * 0.3
-        arrays.append(array)
-        binding.bind_cpu_input(spec.name, array)
+    return {spec.name: (np.abs(rng.standard_normal(
+        [d if isinstance(d, int) else 1 for d in spec.shape])) * 0.3).astype(np.float32)
+        for spec in session.get_inputs()}
+
+
+def _bound(session: ort.InferenceSession, seed: int = 0) -> tuple[Callable[[], None], dict]:
+    """A no-argument call that runs ``session`` once on inputs and outputs bound to arrays
+    allocated once; also returns the input arrays (kept alive while bound)."""
+    binding, arrays = session.io_binding(), _random_inputs(session, seed)
+    for name, array in arrays.items():
+        binding.bind_cpu_input(name, array)
     for spec in session.get_outputs():
         binding.bind_output(spec.name, "cpu")
     return (lambda: session.run_with_iobinding(binding)), arrays
@@ -150,11 +153,7 @@ def _mean_us(call: Callable[[], None], calls: int) -> float:
 def check_state_per_layer(graph: onnx.ModelProto, split: onnx.ModelProto) -> None:
     """Raise unless ``split`` gives ``graph``'s rows and state to the bit on random inputs."""
     a, b = _session(graph), _session(split)
-    rng = np.random.default_rng(1)
-    feeds = {}
-    for spec in a.get_inputs():
-        shape = [d if isinstance(d, int) else 1 for d in spec.shape]
-        feeds[spec.name] = (np.abs(rng.standard_normal(shape)) * 0.3).astype(np.float32)
+    feeds = _random_inputs(a, seed=1)
     want = dict(zip([o.name for o in a.get_outputs()], a.run(None, feeds), strict=True))
     split_feeds = {k: v for k, v in feeds.items() if k not in ("h", "c")}
     names = [i.name for i in b.get_inputs() if i.name not in split_feeds]

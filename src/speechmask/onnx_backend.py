@@ -497,7 +497,7 @@ class BoundFrames:
 
     def run(self, mag: np.ndarray,
             state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        inputs = self.sets[self.current]
+        inputs = self.state
         if state is not inputs:
             for target, source in zip(inputs, state, strict=True):
                 np.copyto(target, source)
@@ -507,7 +507,7 @@ class BoundFrames:
             self.session.run_with_iobinding(self.bindings[self.current])
             self.current ^= 1
             masks[:, t : t + 1] = self.mask
-        return masks, self.sets[self.current]
+        return masks, self.state
 
     def step(self, mag: np.ndarray) -> np.ndarray:
         """One frame ``mag: [B, 1, F]`` from this object's own state (the state :meth:`run`

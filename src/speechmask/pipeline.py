@@ -304,14 +304,14 @@ class FrameStream:
         # us each): results are computed in place, into the hop's buffers, and the FFTs call
         # numpy's kernels directly; the values are the same as with fresh arrays and np.fft.
         f_model = self.model_cfg.n_freqs
-        hop = len(frames) == 1  # a stream's hop: its two frame buffers are reused
-        windowed = np.multiply(frames, self.window_np, out=self._hop_in if hop else None)
+        one_frame = len(frames) == 1  # a stream's hop: its two frame buffers are reused
+        windowed = np.multiply(frames, self.window_np, out=self._hop_in if one_frame else None)
         spec = rfft_frames(windowed)  # [K, F_rate]
         mag = np.abs(spec[:, :f_model])
         if self.scale != 1.0:  # above the model rate: fill an empty top band
             mag = mag / np.float32(self.scale)
             mag = fill_top_band(mag, self.model_cfg, self._band_limited(mag))
-        if hop:  # one gain, no arrays around it (_hop_out is free until the iFFT below)
+        if one_frame:  # one gain, no arrays around it (_hop_out is free until the iFFT below)
             gain = self._level.step(float(np.abs(frames, out=self._hop_out).max()))
             if gain != 1.0:  # input peaking at -30 dBFS or above: left as it is
                 mag *= np.float32(gain)
@@ -342,7 +342,7 @@ class FrameStream:
             low = est[:, : self.deep_filter.bins]
             low += filtered if self.strength == 1.0 else np.float32(self.strength) * filtered
         # The hop's output buffer is free again: _emit adds the last one into _ola.
-        out = irfft_frames(est, self.cfg.n_fft, self._hop_out if hop else None)
+        out = irfft_frames(est, self.cfg.n_fft, self._hop_out if one_frame else None)
         out *= self.window_np
         return out, mask
 
