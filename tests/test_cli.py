@@ -354,6 +354,7 @@ def test_info_and_export(capsys, tmp_path, model_path):
     assert code == 0 and (tmp_path / "m.onnx").is_file() and "onnxruntime" in stdout
     # ... and its one-frame int8 graph beside it, for streams; never over an existing file.
     assert (tmp_path / "m.stream.onnx").is_file() and "int8" in stdout
+    assert (tmp_path / "m.int8.onnx").is_file() and "--precision int8" in stdout
     (tmp_path / "m.onnx").rename(tmp_path / "kept.onnx")
     code, _, err = run(capsys, "export", model_path, "--onnx", tmp_path / "m.onnx")
     assert code == 1 and "m.stream.onnx" in err and "exists" in err

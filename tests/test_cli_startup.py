@@ -36,6 +36,7 @@ def test_info_reads_the_shipped_onnx():
     result = _run_without_importing_torch("info", "--model", str(SHIPPED_ONNX))
     assert parameters in result.stdout and "48 ms" in result.stdout
     assert "streams with: model.stream.onnx (int8 weights)" in result.stdout
+    assert "files at --precision int8: model.int8.onnx (int8 recurrences)" in result.stdout
     stream_graph = SHIPPED_ONNX.with_name("model.stream.onnx")
     result = _run_without_importing_torch("info", "--model", str(stream_graph))
     assert "one frame per call, int8 weights" in result.stdout

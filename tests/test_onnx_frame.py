@@ -209,14 +209,13 @@ def test_stream_runs_single_frame_hops_with_int8(graphs, white_noise):
     given = OnnxEnhancer.load(int8.path)
     assert given.model.frame_graph and given.frame_model is None
     assert np.abs(given(audio, 16000) - b).max() < 1e-6
-    # A file enhancer loads no int8 graph unless asked: the output torch gives.
-    offline = OnnxEnhancer.load(whole.path)
-    assert offline.frame_model is None
+    # A file enhancer loads no frame graph: the output torch gives (its own int8 graph is
+    # another file, tests/test_onnx_int8.py).
+    offline = OnnxEnhancer.load(whole.path, precision="auto")
+    assert offline.frame_model is None and offline.model.path == whole.path
     assert np.array_equal(offline(audio, 16000), OnnxEnhancer(whole)(audio, 16000))
-    # Asked for int8, a whole file runs every frame through that graph: the stream's output.
-    int8_file = OnnxEnhancer.load(whole.path, precision="int8")
-    assert int8_file.frame_model.path == int8.path
-    assert np.abs(int8_file(audio, 16000) - b).max() < 1e-5
+    # A file enhancer given the frame graph: frame by frame through it, the stream's output.
+    assert np.abs(OnnxEnhancer(whole, frame_model=int8)(audio, 16000) - b).max() < 1e-5
 
 
 def test_precision_choices(tmp_path, caplog):
@@ -336,7 +335,7 @@ def test_enhance_cli_precision(tmp_path, white_noise):
 
     audio = 0.1 * white_noise(16000, seed=6)
     sf.write(tmp_path / "in.wav", audio, 16000, subtype="FLOAT")
-    # Default: the whole float32 graph; int8: the stream's output, as the Python API gives.
+    # Default: the whole float32 graph; int8: model.int8.onnx, as the Python API gives.
     for precision, enhancer in ((None, OnnxEnhancer.load()),
                                 ("int8", OnnxEnhancer.load(precision="int8"))):
         out = tmp_path / f"{precision}.wav"

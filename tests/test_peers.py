@@ -440,20 +440,23 @@ def test_speechmask_systems_with_a_tiny_model(tiny_model_path, tiny_pairs, tmp_p
                                    atol=1e-4)
         assert system.info()["param_count"] == model.parameter_count()
     assert onnx_stream.info()["latency_ms"] == onnx_f32.info()["latency_ms"] == 32.0
-    # With the int8 graph beside the export, the default stream runs it; float32 does not.
-    from speechmask.onnx_backend import export_onnx_frame, frame_graph_path
+    # With the int8 graphs beside the export, the default stream runs the one-frame graph and
+    # --precision int8 the whole one; float32 runs neither.
+    from speechmask.onnx_backend import export_onnx_frame, export_onnx_int8, frame_graph_path
 
     export_onnx_frame(model, stft_cfg, frame_graph_path(onnx_path))
+    export_onnx_int8(onnx_path)
     onnx_int8, onnx_stream, onnx_f32 = sy.build_systems(  # in the canonical order
         ("speechmask_onnx_stream", "speechmask_onnx_stream_f32", "speechmask_onnx_int8"),
         onnx_path)
     fast, exact = onnx_stream.process(p.noisy), onnx_f32.process(p.noisy)
+    int8_file = onnx_int8.process(p.noisy)
     assert onnx_stream._impl.frame_model.weights == "int8" and onnx_f32._impl.frame_model is None
-    # The whole file through the int8 graph: the int8 stream's output, without its latency.
-    np.testing.assert_allclose(onnx_int8.process(p.noisy), fast, atol=1e-5)
+    assert onnx_int8._impl.model.weights == "int8" and onnx_int8._impl.frame_model is None
     np.testing.assert_allclose(exact, systems[0].process(p.noisy), atol=1e-4)
-    assert 0 < np.abs(fast - exact).max() and 10 * np.log10(
-        np.sum(exact**2) / np.sum((fast - exact) ** 2)) > 20
+    for int8 in (fast, int8_file):
+        assert 0 < np.abs(int8 - exact).max() and 10 * np.log10(
+            np.sum(exact**2) / np.sum((int8 - exact) ** 2)) > 20
     missing = sy.SpeechmaskOffline(tiny_model_path.parent / "nope.pt")
     assert not missing.available() and missing.status().startswith("model missing:")
 

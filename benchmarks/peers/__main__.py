@@ -8,7 +8,7 @@
 
 Systems (``--systems`` keys): noisy, oracle_ibm, oracle_irm, speechmask (torch, whole file),
 speechmask_onnx (the ONNX export with onnxruntime, whole file: the default of ``speechmask
-enhance``), speechmask_onnx_int8 (the same through the int8 one-frame graph: ``enhance
+enhance``), speechmask_onnx_int8 (the same with int8 recurrences, ``model.int8.onnx``: ``enhance
 --precision int8``), speechmask_stream (torch, frame by frame), speechmask_onnx_stream (ONNX,
 frame by frame, with the model's int8 one-frame graph: what ``speechmask stream`` runs),
 speechmask_onnx_stream_f32 (the same in float32), rnnoise, deepfilternet3 (df.enhance on the

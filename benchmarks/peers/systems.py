@@ -318,8 +318,9 @@ class SpeechmaskOnnx(_SpeechmaskOnnx):
 
 
 class SpeechmaskOnnxInt8(SpeechmaskOnnx):
-    """The whole file through the model's int8 one-frame graph (``speechmask enhance
-    --precision int8``): the stream's output without its latency, at less CPU than float32."""
+    """The whole file through the model's graph with int8 recurrences (``model.int8.onnx``,
+    ``speechmask enhance --precision int8``): float32's output within int8 rounding, at less
+    CPU."""
 
     key, name = "speechmask_onnx_int8", "speechmask (ONNX, int8)"
     notes = ("OnnxEnhancer.load(threads=1, precision='int8') on the whole file: `speechmask "

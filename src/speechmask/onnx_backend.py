@@ -96,11 +96,17 @@ def export_onnx(model: MaskNet, stft_cfg: StftConfig, path: str | os.PathLike) -
     The model and STFT configs are stored as JSON in the metadata. ``model``'s train/eval mode
     is left as it was.
     """
+    # 5 example frames, so that the frame axis is not traced as a constant 1.
+    proto = _traced(_whole(model), model, stft_cfg, frames=5)
+    return _write_with_metadata(proto, _metadata(model, stft_cfg), Path(path))
+
+
+def _whole(net: MaskNet) -> Any:
+    """A ``torch.nn.Module`` ``(mag, *state) -> (mask, *new_state)`` computing ``net``: flat
+    tensors for the exporter (defined here: importing this module must not import torch)."""
     import torch
 
-    class _Wrapper(torch.nn.Module):
-        """``(mag, *state) -> (mask, *new_state)``: flat tensors for the exporter."""
-
+    class Whole(torch.nn.Module):
         def __init__(self, net: MaskNet):
             super().__init__()
             self.net = net
@@ -109,9 +115,7 @@ def export_onnx(model: MaskNet, stft_cfg: StftConfig, path: str | os.PathLike) -
             mask, new_state = self.net(mag, tuple(state))
             return (mask, *new_state)
 
-    # 5 example frames, so that the frame axis is not traced as a constant 1.
-    proto = _traced(_Wrapper(model), model, stft_cfg, frames=5)
-    return _write_with_metadata(proto, _metadata(model, stft_cfg), Path(path))
+    return Whole(net)
 
 
 def _traced(module: Any, model: MaskNet, stft_cfg: StftConfig, frames: int) -> Any:
@@ -271,6 +275,166 @@ def _int8_columns(proto: Any, names: set[str]) -> Any:
     return proto
 
 
+def export_onnx_int8(whole: str | os.PathLike, path: str | os.PathLike | None = None) -> Path:
+    """Write the graph a whole file runs at ``--precision int8``: the whole float32 graph at
+    ``whole`` (written by :func:`export_onnx`) with its recurrences in int8, to ``path``
+    (default :func:`int8_graph_path`; written atomically). The inputs, outputs, state and
+    metadata are ``whole``'s, its weights' digest too. Needs the ``onnx`` package, not torch.
+
+    A whole file's float32 graph spends most of its time in the recurrent products, one frame
+    after another: each step reads a layer's ``[3 x hidden, hidden]`` float32 matrix (1.77 MB
+    at 2 x 384, more than a 1 MB L2 cache). Here every product that does not depend on the
+    previous frame (the features, each layer's input product, the heads) stays float32 and runs
+    over all frames at once as before, and the recurrences run frame by frame as ``Scan`` loops
+    of int8 products (:func:`_int8_recurrences`): 45.6 instead of 63.0 us a frame on 1024
+    frames of the shipped model (2-core AMD EPYC with AVX-512, 2026-12-08, one thread). The
+    values differ from the float32 graph's by the int8 rounding of the recurrent products
+    alone; docs/benchmark.md pairs the two on every set.
+    """
+    import onnx
+
+    whole = Path(whole)
+    proto = onnx.load(str(whole))
+    meta = {entry.key: entry.value for entry in proto.metadata_props}
+    if META_FORMAT_VERSION not in meta or meta.get(META_GRAPH) == GRAPH_FRAME or \
+            meta.get(META_WEIGHTS, "float32") != "float32":
+        raise OnnxModelError(f"{whole}: not a whole float32 speechmask graph (export_onnx)")
+    proto = _int8_recurrences(proto)
+    del proto.metadata_props[:]
+    meta[META_WEIGHTS] = "int8"
+    return _write_with_metadata(proto, meta, Path(path) if path else int8_graph_path(whole))
+
+
+def _int8_recurrences(proto: Any) -> Any:
+    """``proto`` with each ONNX ``GRU``/``LSTM`` node (one direction, default activations, as
+    torch exports ``nn.GRU``/``nn.LSTM``) replaced by a float32 input product over all frames
+    and a ``Scan`` over the frames whose step multiplies the state by the recurrent weights in
+    int8 (``DynamicQuantizeMatMul``: the state quantized per step, uint8 with one scale; the
+    matrix once, symmetric, one scale, as :func:`_quantized` stores the frame graph's)."""
+    from onnx import helper, numpy_helper
+
+    inits = {t.name: t for t in proto.graph.initializer}
+    nodes, added = [], []
+    for index, node in enumerate(proto.graph.node):
+        if node.op_type not in ("GRU", "LSTM"):
+            nodes.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        lstm = node.op_type == "LSTM"
+        expected = {"hidden_size"} | (set() if lstm else {"linear_before_reset"})
+        if set(attrs) != expected or (not lstm and attrs["linear_before_reset"] != 1):
+            raise ValueError(f"{node.op_type} node {node.name!r}: attributes {sorted(attrs)} "
+                             "are not those of a torch export")
+        hidden, gates = attrs["hidden_size"], 4 if lstm else 3
+        inputs = list(node.input) + [""] * (7 - len(node.input))
+        x, w, r, b, lengths, h0, c0 = inputs[:7]
+        if lengths or not (h0 and b) or (lstm and not c0):
+            raise ValueError(f"{node.op_type} node {node.name!r}: inputs {list(node.input)} "
+                             "are not those of a torch export")
+        p = f"int8_rnn{index}"
+        w_mat = numpy_helper.to_array(inits[w])[0]  # [gates * H, K]
+        r_mat = numpy_helper.to_array(inits[r])[0].T  # [H, gates * H]
+        bias = numpy_helper.to_array(inits[b])[0]  # [2 * gates * H]: input's, then recurrent
+        peak = float(np.abs(r_mat).max())
+        scale = np.float32(peak / 127 if peak > 0 else 1.0)
+        added += [
+            numpy_helper.from_array(np.ascontiguousarray(w_mat.T), f"{p}_w"),
+            numpy_helper.from_array(bias[: gates * hidden].copy(), f"{p}_wb"),
+            numpy_helper.from_array(np.clip(np.round(r_mat / scale), -127, 127)
+                                    .astype(np.int8), f"{p}_r"),
+            numpy_helper.from_array(np.array(scale, np.float32), f"{p}_rs"),
+            numpy_helper.from_array(bias[gates * hidden :].copy(), f"{p}_rb"),
+            numpy_helper.from_array(np.array([0], np.int64), f"{p}_axis0"),
+            numpy_helper.from_array(np.array([1], np.int64), f"{p}_axis1"),
+        ]
+        splits = {"iof_c": [3 * hidden, hidden]} if lstm else {
+            "zr_n": [2 * hidden, hidden], "z_r": [hidden, hidden]}
+        added += [numpy_helper.from_array(np.array(sizes, np.int64), f"{p}_{name}")
+                  for name, sizes in splits.items()]
+        # All frames at once: x [T, B, K] @ w -> [T, B, gates * H] (+ the input's biases).
+        nodes += [helper.make_node("MatMul", [x, f"{p}_w"], [f"{p}_xw"]),
+                  helper.make_node("Add", [f"{p}_xw", f"{p}_wb"], [f"{p}_x"]),
+                  helper.make_node("Squeeze", [h0, f"{p}_axis0"], [f"{p}_h0"])]
+        states = [f"{p}_h0"]
+        if lstm:
+            nodes.append(helper.make_node("Squeeze", [c0, f"{p}_axis0"], [f"{p}_c0"]))
+            states.append(f"{p}_c0")
+        body = _int8_step(p, hidden, lstm)
+        scan_in = [f"{p}_x"]
+        if not lstm:  # the GRU's n part enters its step apart from z and r
+            nodes.append(helper.make_node("Split", [f"{p}_x", f"{p}_zr_n"],
+                                          [f"{p}_x_zr", f"{p}_x_n"], axis=-1))
+            scan_in = [f"{p}_x_zr", f"{p}_x_n"]
+        finals = [f"{p}_hT"] + ([f"{p}_cT"] if lstm else [])
+        nodes.append(helper.make_node("Scan", states + scan_in, finals + [f"{p}_ys"],
+                                      body=body, num_scan_inputs=len(scan_in),
+                                      name=f"{p}_scan"))
+        # ONNX's outputs: Y [T, 1, B, H], Y_h (Y_c) [1, B, H]; unused ones are "".
+        outputs = list(node.output) + [""] * (3 - len(node.output))
+        for source, target, axis in zip([f"{p}_ys", *finals], outputs,
+                                        ["axis1", "axis0", "axis0"], strict=False):
+            if target:
+                nodes.append(helper.make_node("Unsqueeze", [source, f"{p}_{axis}"], [target]))
+        for name in (w, r, b):
+            proto.graph.initializer.remove(inits[name])
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    proto.graph.initializer.extend(added)
+    if not any(op.domain == "com.microsoft" for op in proto.opset_import):
+        proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return proto
+
+
+def _int8_step(p: str, hidden: int, lstm: bool) -> Any:
+    """The ``Scan`` body of :func:`_int8_recurrences`: one frame of a GRU (state ``h``; scan
+    inputs the frame's input products ``x_zr``, ``x_n``) or an LSTM (state ``h``, ``c``; scan
+    input ``x``, gates i, o, f, c in ONNX's order), names prefixed ``p`` in the outer graph's
+    weights. Outputs the new state, then ``h`` again as the scan output."""
+    from onnx import TensorProto, helper
+
+    def tensor(name: str, width: int) -> Any:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, width])
+
+    product = helper.make_node("DynamicQuantizeMatMul",
+                               ["h", f"{p}_r", f"{p}_rs", "", f"{p}_rb"], ["g"],
+                               domain="com.microsoft")
+    if lstm:
+        steps = [
+            product,
+            helper.make_node("Add", ["x", "g"], ["a"]),
+            helper.make_node("Split", ["a", f"{p}_iof_c"], ["a_iof", "a_c"], axis=-1),
+            helper.make_node("Sigmoid", ["a_iof"], ["s"]),
+            helper.make_node("Split", ["s"], ["i", "o", "f"], axis=-1),  # 3 equal parts
+            helper.make_node("Tanh", ["a_c"], ["cand"]),
+            helper.make_node("Mul", ["f", "c"], ["kept"]),
+            helper.make_node("Mul", ["i", "cand"], ["new"]),
+            helper.make_node("Add", ["kept", "new"], ["c_new"]),
+            helper.make_node("Tanh", ["c_new"], ["tc"]),
+            helper.make_node("Mul", ["o", "tc"], ["h_new"]),
+        ]
+        inputs = [tensor("h", hidden), tensor("c", hidden), tensor("x", 4 * hidden)]
+        outputs = [tensor("h_new", hidden), tensor("c_new", hidden)]
+    else:  # torch's GRU (linear_before_reset): n = tanh(x_n + r * (h R_n + b_n))
+        steps = [
+            product,
+            helper.make_node("Split", ["g", f"{p}_zr_n"], ["g_zr", "g_n"], axis=-1),
+            helper.make_node("Add", ["x_zr", "g_zr"], ["a"]),
+            helper.make_node("Sigmoid", ["a"], ["s"]),
+            helper.make_node("Split", ["s", f"{p}_z_r"], ["z", "r"], axis=-1),
+            helper.make_node("Mul", ["r", "g_n"], ["rg"]),
+            helper.make_node("Add", ["x_n", "rg"], ["na"]),
+            helper.make_node("Tanh", ["na"], ["n"]),
+            # h' = (1 - z) n + z h = n + z (h - n)
+            helper.make_node("Sub", ["h", "n"], ["d"]),
+            helper.make_node("Mul", ["z", "d"], ["zd"]),
+            helper.make_node("Add", ["n", "zd"], ["h_new"]),
+        ]
+        inputs = [tensor("h", hidden), tensor("x_zr", 2 * hidden), tensor("x_n", hidden)]
+        outputs = [tensor("h_new", hidden)]
+    steps.append(helper.make_node("Identity", ["h_new"], ["y"]))
+    return helper.make_graph(steps, f"{p}_step", inputs, outputs + [tensor("y", hidden)])
+
+
 def _frame_step(net: MaskNet) -> Any:
     """A ``torch.nn.Module`` (defined here: importing this module must not import torch) that
     computes ``net`` for one frame, the RNN cells as explicit products (which int8
@@ -406,7 +570,8 @@ class OnnxMaskModel:
             )
 
     def __repr__(self) -> str:
-        kind = f", frame graph, {self.weights}" if self.frame_graph else ""
+        kind = (", frame graph" if self.frame_graph else "") + (
+            f", {self.weights}" if self.frame_graph or self.weights != "float32" else "")
         return (f"OnnxMaskModel({str(self.path)!r}, cell={self.cell!r}, layers={self.layers}, "
                 f"hidden={self.hidden}, n_freqs={self.n_freqs}, lookahead={self.lookahead}"
                 f"{kind})")
@@ -603,9 +768,17 @@ def default_onnx_path() -> Path:
 
 def frame_graph_path(path: str | os.PathLike) -> Path:
     """Where the one-frame int8 graph of the model at ``path`` lives: ``model.onnx`` ->
-    ``model.stream.onnx`` (``speechmask export --onnx`` writes both)."""
+    ``model.stream.onnx`` (``speechmask export --onnx`` writes it)."""
     path = Path(path)
     return path.with_name(f"{path.stem}.stream.onnx")
+
+
+def int8_graph_path(path: str | os.PathLike) -> Path:
+    """Where the whole graph with int8 recurrences of the model at ``path`` lives (what a file
+    runs with at ``--precision int8``, :func:`export_onnx_int8`): ``model.onnx`` ->
+    ``model.int8.onnx`` (``speechmask export --onnx`` writes it)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.int8.onnx")
 
 
 def load_frame_graph(model: OnnxMaskModel, precision: str = "auto",
@@ -618,34 +791,48 @@ def load_frame_graph(model: OnnxMaskModel, precision: str = "auto",
     other weights; ``"auto"`` -> that graph if it is there and matches, else None (logged).
     ``model`` may itself be a frame graph: it is then what runs, and None is returned.
     """
+    return _graph_beside(model, frame_graph_path(model.path), True, precision, threads)
+
+
+def load_int8_graph(model: OnnxMaskModel, precision: str = "auto",
+                    threads: int = 1) -> OnnxMaskModel | None:
+    """The whole graph with int8 recurrences a file runs ``model`` with (:func:`int8_graph_path`),
+    or None for ``model`` itself; ``precision`` as :func:`load_frame_graph`."""
+    return _graph_beside(model, int8_graph_path(model.path), False, precision, threads)
+
+
+def _graph_beside(model: OnnxMaskModel, path: Path, frame: bool, precision: str,
+                  threads: int) -> OnnxMaskModel | None:
+    """The int8 graph at ``path`` (one-frame if ``frame``, else whole) of ``model``'s weights,
+    or None for ``model`` itself: see :func:`load_frame_graph`."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if model.frame_graph:
+    kind = "one-frame graph" if frame else "whole int8 graph"
+    if model.frame_graph or model.weights != "float32":
         if precision == "float32" and model.weights != "float32":
             raise OnnxModelError(f"{model.path}: a {model.weights} graph; for float32 give "
                                  "the whole model (e.g. model.onnx)")
         return None
     if precision == "float32":
         return None
-    path = frame_graph_path(model.path)
+    fix = f"`speechmask export MODEL --onnx {model.path}`"
     if not path.is_file():
         if precision == "int8":
-            raise OnnxModelError(f"{path}: no int8 graph beside {model.path}; write both with "
-                                 f"`speechmask export MODEL --onnx {model.path}`")
-        log.debug("%s: no int8 frame graph beside it; streaming in float32", model.path)
+            raise OnnxModelError(f"{path}: no int8 graph beside {model.path}; write it with "
+                                 f"{fix}")
+        log.debug("%s: no int8 %s beside it; running float32", model.path, kind)
         return None
-    frame = OnnxMaskModel(path, threads=threads)
-    if not frame.frame_graph or frame.digest is None or frame.digest != model.digest:
-        message = (f"{path}: not the one-frame graph of {model.path} (other weights); "
-                   f"re-export both with `speechmask export MODEL --onnx {model.path}`")
+    graph = OnnxMaskModel(path, threads=threads)
+    if graph.frame_graph != frame or graph.digest is None or graph.digest != model.digest:
+        message = (f"{path}: not the {kind} of {model.path} (other weights); re-export them "
+                   f"with {fix}")
         if precision == "int8":
             raise OnnxModelError(message)
-        log.warning("%s; streaming in float32", message)
+        log.warning("%s; running float32", message)
         return None
-    if precision == "int8" and frame.weights != "int8":
-        raise OnnxModelError(f"{path}: {frame.weights} weights, not int8; re-export with "
-                             f"`speechmask export MODEL --onnx {model.path}`")
-    return frame
+    if precision == "int8" and graph.weights != "int8":
+        raise OnnxModelError(f"{path}: {graph.weights} weights, not int8; re-export with {fix}")
+    return graph
 
 
 class OnnxStreamingEnhancer(FrameStream):
@@ -730,17 +917,20 @@ class OnnxEnhancer(ArrayEnhancer):
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, strength: float = 1.0,
              threads: int = 1, atten_lim_db: float | None = None,
-             precision: str | None = None) -> OnnxEnhancer:
+             precision: str | None = None, stream: bool = False) -> OnnxEnhancer:
         """Load an ONNX model written by :func:`export_onnx` (default: the shipped one).
-        ``precision`` (:func:`load_frame_graph`): None (default) runs the model as given, which
-        for a whole graph is the output torch gives; ``"int8"`` (or ``"auto"`` where the model
-        has that graph) runs every frame, whole files too, through its one-frame int8 graph:
-        a stream's output exactly, at 0.90x the CPU of the float32 whole graph on one 2-core
-        AMD EPYC and 1.16x on another, with AVX-512 (the shipped model on the corpus test
-        set, 2026-12-07 and 2026-12-08; docs/benchmark.md)."""
+        ``precision``: None (default) runs the model as given, which for a whole graph is the
+        output torch gives; ``"int8"`` (or ``"auto"`` where the model has that graph) runs
+        whole files through its graph with int8 recurrences (:func:`load_int8_graph`): the
+        float32 output within int8 rounding, at less CPU (docs/benchmark.md). With ``stream``
+        (an enhancer for live streams, ``speechmask stream``) ``precision`` picks the graph
+        that runs each 16 ms hop instead (:func:`load_frame_graph`)."""
         model = OnnxMaskModel(path or default_onnx_path(), threads=threads)
-        frame = None if precision is None else load_frame_graph(model, precision, threads)
-        return cls(model, strength, atten_lim_db, frame)
+        if precision is None:
+            return cls(model, strength, atten_lim_db)
+        if stream:
+            return cls(model, strength, atten_lim_db, load_frame_graph(model, precision, threads))
+        return cls(load_int8_graph(model, precision, threads) or model, strength, atten_lim_db)
 
     def mask_16k(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Enhance mono 16 kHz ``audio: [N]`` in one call. Returns ``(enhanced [N], mask [T, F])``.

@@ -58,11 +58,12 @@ def threads_per_process(requested: int | None) -> int | None:
 
 def load_enhancer(model: str | None, strength: float, backend: str, threads: int | None,
                   device: str = "cpu", prefer_onnx: bool = False,
-                  atten_lim_db: float | None = None, precision: str | None = None):
+                  atten_lim_db: float | None = None, precision: str | None = None,
+                  stream: bool = False):
     """An ``Enhancer`` (torch, on ``device``) or ``OnnxEnhancer`` (CPU) for the backend;
     ``threads`` None: as OMP_NUM_THREADS says; ``precision``: which graph of an ONNX model
-    runs the frames (``OnnxEnhancer.load``; None: the model as given), a UserError for int8
-    with torch."""
+    runs the frames (``OnnxEnhancer.load``; None: the model as given; with ``stream``, the
+    graph of a live stream's hops), a UserError for int8 with torch."""
     if device != "cpu" and backend == "auto":
         backend = "torch"  # a GPU means the torch backend
     backend = resolve_backend(backend, model, prefer_onnx)
@@ -80,7 +81,8 @@ def load_enhancer(model: str | None, strength: float, backend: str, threads: int
             except ValueError:
                 threads = 1
         return OnnxEnhancer.load(model, strength=strength, threads=threads,
-                                 atten_lim_db=atten_lim_db, precision=precision)
+                                 atten_lim_db=atten_lim_db, precision=precision,
+                                 stream=stream)
     import torch
 
     from ..enhance import Enhancer

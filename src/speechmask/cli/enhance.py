@@ -56,12 +56,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "(2x faster than torch on a CPU, 30x on a busy one), torch for a .pt "
                     "checkpoint or --device cuda")
     en.add_argument("--precision", choices=("float32", "int8", "auto"), default=None,
-                    help="ONNX backend: int8 runs every frame through the model's one-frame "
-                    "int8 graph (model.stream.onnx, what `speechmask stream` runs): the "
-                    "stream's output (less CPU on some CPUs, more on others: "
-                    "docs/benchmark.md); auto: int8 where the model has that "
-                    "graph; float32: the whole graph. Default: the model as given (the "
-                    "shipped model.onnx: float32, what torch gives)")
+                    help="ONNX backend: int8 runs the model's graph with int8 recurrent "
+                    "products (model.int8.onnx, written by `speechmask export --onnx`): "
+                    "float32's output within int8 rounding at less CPU (docs/benchmark.md); "
+                    "auto: int8 where the model has that graph; float32: the whole float32 "
+                    "graph. Default: the model as given (the shipped model.onnx: float32, "
+                    "what torch gives)")
     en.add_argument("--threads", type=int, default=None,
                     help="threads per process for the model (default: OMP_NUM_THREADS when "
                     "set, else 1: the fastest on a shared machine; --jobs runs files in "

@@ -44,11 +44,12 @@ def add_model_file_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _info_onnx(path: Path) -> int:
     """``info`` for an exported .onnx model: what its metadata says (no torch needed)."""
-    from ..onnx_backend import OnnxMaskModel, OnnxModelError, load_frame_graph
+    from ..onnx_backend import OnnxMaskModel, OnnxModelError, load_frame_graph, load_int8_graph
 
     try:
         model = OnnxMaskModel(path)
         frame = None if model.frame_graph else load_frame_graph(model, "auto")
+        int8 = None if model.frame_graph else load_int8_graph(model, "auto")
     except OnnxModelError as err:
         raise UserError(str(err)) from None
     cfg, stft_cfg = model.model_config, model.stft_cfg
@@ -63,9 +64,12 @@ def _info_onnx(path: Path) -> int:
         print(f"model: {path} (ONNX, one frame per call, {model.weights} weights: a stream's "
               "hop graph; runs with onnxruntime)")
     else:
-        print(f"model: {path} (ONNX, runs with onnxruntime)")
-        print("streams with: " + ("float32 (no int8 graph beside it)" if frame is None else
-                                  f"{frame.path.name} ({frame.weights} weights)"))
+        kind = "" if model.weights == "float32" else f", {model.weights} recurrences"
+        print(f"model: {path} (ONNX{kind}, runs with onnxruntime)")
+        print("streams with: " + (f"{frame.path.name} ({frame.weights} weights)" if frame else
+                                  "this graph" if kind else "float32 (no int8 graph beside it)"))
+        if int8 is not None:
+            print(f"files at --precision int8: {int8.path.name} (int8 recurrences)")
     print(f"architecture: {model.cell.upper()} {model.layers}x{h} + dense {h}->{f} + sigmoid, "
           + _deep_filter(cfg) + f"{cfg.get('compression', 'log')} features, "
           + (f"look-ahead {k} frame(s)" if k else "causal"))
@@ -168,9 +172,9 @@ def run_export(args: argparse.Namespace) -> int:
     src = Path(args.model) if args.model else default_model_path()
     targets = [args.out, args.onnx]
     if args.onnx:
-        from ..onnx_backend import frame_graph_path
+        from ..onnx_backend import frame_graph_path, int8_graph_path
 
-        targets.append(frame_graph_path(args.onnx))
+        targets += [frame_graph_path(args.onnx), int8_graph_path(args.onnx)]
     for target in filter(None, targets):
         refuse_target(Path(target), [src], args.overwrite)
     model, stft_cfg, _ = load_model(src)
@@ -182,7 +186,13 @@ def run_export(args: argparse.Namespace) -> int:
         try:
             import onnx  # noqa: F401
 
-            from ..onnx_backend import export_onnx, export_onnx_frame, frame_graph_path
+            from ..onnx_backend import (
+                export_onnx,
+                export_onnx_frame,
+                export_onnx_int8,
+                frame_graph_path,
+                int8_graph_path,
+            )
         except ImportError as err:  # onnx is an optional extra
             raise UserError(f"ONNX export needs the onnx package ({err.name} missing): "
                             "pip install 'speechmask[torch]'") from None
@@ -192,6 +202,9 @@ def run_export(args: argparse.Namespace) -> int:
         out = export_onnx_frame(model, stft_cfg, frame_graph_path(args.onnx))
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): its one-frame graph with int8 "
               "weights, which `speechmask stream` runs each 16 ms hop with")
+        out = export_onnx_int8(args.onnx, int8_graph_path(args.onnx))
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): the model with int8 recurrent "
+              "products, which `speechmask enhance --precision int8` runs files with")
     return EXIT_OK
 
 

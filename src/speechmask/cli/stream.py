@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if args.atten_lim_db is not None and not args.atten_lim_db >= 0:
         raise UserError(f"--atten-lim-db must be >= 0 dB, got {args.atten_lim_db}")
     enhancer = load_enhancer(args.model, args.strength, backend, threads=1,
-                             atten_lim_db=args.atten_lim_db, precision=args.precision)
+                             atten_lim_db=args.atten_lim_db, precision=args.precision,
+                             stream=True)
     # The same block code as `enhance`: above 16 kHz the STFT runs at the input rate (no
     # resampler delay); below, resampled to 16 kHz and back.
     from ..pipeline import MultiChannelStream
