@@ -1,4 +1,4 @@
-"""Where a stream hop's network time goes: the one-frame int8 graph against two variants of it.
+"""Where a stream hop's network time goes: a one-frame int8 graph against variants of it.
 
     python -m benchmarks.frame_graph [--model model.stream.onnx] [--rounds 11] [--calls 2000]
 
@@ -6,19 +6,23 @@ Each variant runs one frame per call through onnxruntime IOBinding on arrays all
 :class:`speechmask.onnx_backend.BoundFrames` runs a stream's hops), on one thread; variants
 alternate round by round, and each round's mean time per call is paired with the graph's own.
 
-- **as exported**: the graph as ``speechmask export --onnx`` writes it (the RNN state stacked
-  as ``h: [layers, B, hidden]``).
-- **state per layer**: the same graph with the stacked state's Gathers, Unsqueezes and Concat
-  removed, each layer's state an input and an output of its own; its rows and state are
-  checked to equal the graph's to the bit.
+- **as given**: the graph in the file (default: the shipped ``model.stream.onnx``).
+- **relaid as exported now** (a graph exported before 2026-12-08 only): the same graph as
+  ``speechmask export --onnx`` lays it out now: each layer's RNN state an input and an output
+  of its own instead of the stacked ``h: [layers, B, hidden]`` (no Gathers, Unsqueezes and
+  Concat), and the first layer's per-column int8 product run with one scale and a Mul by the
+  columns' scales, its bias folded in. Checked to give the graph's rows and state within
+  float32 rounding.
 - **products only**: the graph's int8 products alone (its ``DynamicQuantizeMatMul`` and
   ``MatMulIntegerToFloat`` nodes, with the quantization that feeds the latter), their inputs
   random: what the network would cost if every other node were free.
 
 Prints a markdown table (µs per call, median and min over rounds; the paired difference to the
-graph as exported, mean ± standard error over rounds). Measured on 2026-12-08 (2-core AMD EPYC
-with AVX-512, the shipped model, 11 rounds): medians 59.1 / 54.9 / 37.7 µs; state per layer
-−3.1 ± 1.2 µs, products only −21.6 ± 2.0 µs (docs/benchmark.md).
+graph as given, mean ± standard error over rounds). Measured on 2026-12-08 (2-core AMD EPYC
+with AVX-512, one idle thread): the shipped model's graph as exported before that day (git
+show 4718e57:src/speechmask/pretrained/default/model.stream.onnx), 15 rounds: medians 59.0 /
+55.8 / 39.6 µs, relaid −6.0 ± 1.2 µs, products only −21.8 ± 1.4; the shipped graph relaid
+(11 rounds): 55.7 µs, its products alone 37.7 (docs/benchmark.md).
 """
 
 from __future__ import annotations
@@ -34,7 +38,13 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from speechmask.onnx_backend import default_onnx_path, frame_graph_path
+from speechmask.onnx_backend import (
+    OnnxMaskModel,
+    _column_scales_after,
+    _state_per_layer,
+    default_onnx_path,
+    frame_graph_path,
+)
 
 PRODUCTS = ("DynamicQuantizeMatMul", "MatMulIntegerToFloat")
 
@@ -50,45 +60,18 @@ def _session(proto: onnx.ModelProto, optimized: Path | None = None) -> ort.Infer
                                 providers=["CPUExecutionProvider"])
 
 
-def state_per_layer(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """``proto`` (a speechmask one-frame graph) with each layer's RNN state as its own input
-    ``{name}{layer}`` and output ``{name}{layer}_out`` instead of the stacked ``h`` (``c``)."""
+def relaid(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """``proto`` as ``speechmask export --onnx`` lays a one-frame graph out since 2026-12-08:
+    the RNN state per layer, the per-column int8 product run with one scale and a Mul
+    (``onnx_backend._state_per_layer``, ``_column_scales_after``); None if it already is."""
     out = onnx.ModelProto()
     out.CopyFrom(proto)
-    graph = out.graph
-    stacked = [i.name for i in graph.input if i.name in ("h", "c")]
-    producers = {o: n for n in graph.node for o in n.output}
-    constants = {t.name: t for t in graph.initializer}  # a Gather's index: one, or a Constant
-    inputs, outputs, drop = [], [], set()
-    for name in stacked:
-        hidden = graph.input[[i.name for i in graph.input].index(name)].type.tensor_type
-        size = hidden.shape.dim[2].dim_value
-        gathers = [n for n in graph.node if n.op_type == "Gather" and n.input[0] == name]
-        layers = []
-        for node in gathers:  # h[layer] -> the input of that layer
-            index = constants.get(node.input[1]) or producers[node.input[1]].attribute[0].t
-            layer = int(onnx.numpy_helper.to_array(index))
-            drop.add(id(node))
-            layers.append((layer, helper.make_tensor_value_info(node.output[0],
-                                                                TensorProto.FLOAT, [1, size])))
-        inputs += [value for _, value in sorted(layers, key=lambda pair: pair[0])]
-        concat = producers[f"{name}_out"]  # Concat(Unsqueeze(layer 0), Unsqueeze(layer 1), ...)
-        drop.add(id(concat))
-        for part in concat.input:
-            unsqueeze = producers[part]
-            drop.add(id(unsqueeze))
-            outputs.append(helper.make_tensor_value_info(unsqueeze.input[0], TensorProto.FLOAT,
-                                                         [1, size]))
-    kept = [n for n in graph.node if id(n) not in drop]
-    del graph.node[:]
-    graph.node.extend(kept)
-    rest_in = [i for i in graph.input if i.name not in stacked]
-    del graph.input[:]
-    graph.input.extend(rest_in + inputs)
-    rest_out = [o for o in graph.output if o.name not in {f"{s}_out" for s in stacked}]
-    del graph.output[:]
-    graph.output.extend(rest_out + outputs)
-    return out
+    names = [i.name for i in out.graph.input]
+    if "h" in names:
+        out = _state_per_layer(out)
+    before = len(out.graph.node)
+    out = _column_scales_after(out)
+    return out if "h" in names or len(out.graph.node) != before else None
 
 
 def products_only(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -150,31 +133,34 @@ def _mean_us(call: Callable[[], None], calls: int) -> float:
     return (time.perf_counter() - start) / calls * 1e6
 
 
-def check_state_per_layer(graph: onnx.ModelProto, split: onnx.ModelProto) -> None:
-    """Raise unless ``split`` gives ``graph``'s rows and state to the bit on random inputs."""
-    a, b = _session(graph), _session(split)
-    feeds = _random_inputs(a, seed=1)
-    want = dict(zip([o.name for o in a.get_outputs()], a.run(None, feeds), strict=True))
-    split_feeds = {k: v for k, v in feeds.items() if k not in ("h", "c")}
-    names = [i.name for i in b.get_inputs() if i.name not in split_feeds]
-    per_layer = [feeds[s][layer] for s in ("h", "c") if s in feeds
-                 for layer in range(feeds[s].shape[0])]
-    split_feeds.update(zip(names, per_layer, strict=True))
-    got = dict(zip([o.name for o in b.get_outputs()], b.run(None, split_feeds), strict=True))
-    stacked = np.concatenate([got[o.name][None] for o in b.get_outputs()
-                              if o.name not in want])
-    expected = np.concatenate([want[s] for s in ("h_out", "c_out") if s in want])
-    if not (np.array_equal(got["mask"], want["mask"]) and np.array_equal(stacked, expected)):
-        raise AssertionError("the per-layer graph does not give the graph's outputs")
+def check_close(graph: onnx.ModelProto, other: onnx.ModelProto) -> None:
+    """Raise unless ``other`` gives ``graph``'s rows and state within float32 rounding (1e-5)
+    for one frame of random inputs, whichever way each lays out its state."""
+    got = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, proto in enumerate((graph, other)):
+            path = Path(tmp) / f"{k}.onnx"
+            path.write_bytes(proto.SerializeToString())
+            model = OnnxMaskModel(path)
+            rng = np.random.default_rng(1)
+            state = tuple((rng.standard_normal(s.shape) * 0.3).astype(np.float32)
+                          for s in model.initial_state(1))
+            mag = np.abs(rng.standard_normal((1, 1, model.n_freqs))).astype(np.float32)
+            mask, new_state = model(mag, state)
+            got.append([mask, *new_state])
+    if any(np.abs(a - b).max() > 1e-5 for a, b in zip(*got, strict=True)):
+        raise AssertionError("the relaid graph does not give the graph's outputs")
 
 
 def measure(model: Path, rounds: int, calls: int) -> list[tuple[str, float, float, str]]:
     """``[(variant, median us, min us, paired difference to the graph)]``."""
     graph = onnx.load(str(model))
-    split = state_per_layer(graph)
-    check_state_per_layer(graph, split)
-    variants = {"as exported": graph, "state per layer": split,
-                "products only": products_only(graph)}
+    variants = {"as given": graph}
+    relaid_graph = relaid(graph)
+    if relaid_graph is not None:  # an export from before 2026-12-08
+        check_close(graph, relaid_graph)
+        variants["relaid as exported now"] = relaid_graph
+    variants["products only"] = products_only(graph)
     runs = {name: _bound(_session(proto)) for name, proto in variants.items()}
     for call, _ in runs.values():  # warm-up
         _mean_us(call, max(1, calls // 10))
@@ -182,11 +168,11 @@ def measure(model: Path, rounds: int, calls: int) -> list[tuple[str, float, floa
     for _ in range(rounds):
         for name, (call, _) in runs.items():
             times[name].append(_mean_us(call, calls))
-    base = np.array(times["as exported"])
+    base = np.array(times["as given"])
     rows = []
     for name, values in times.items():
         diff = np.array(values) - base
-        paired = "—" if name == "as exported" else (
+        paired = "—" if name == "as given" else (
             f"{diff.mean():+.1f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.1f}")
         rows.append((name, float(np.median(values)), float(min(values)), paired))
     return rows
@@ -202,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     model = args.model or frame_graph_path(default_onnx_path())
     rows = measure(model, max(2, args.rounds), max(1, args.calls))
     print(f"{model}: µs per one-frame call, one thread, {args.rounds} alternating rounds\n")
-    print("| variant | median µs | min µs | minus as exported (± s.e.) |")
+    print("| variant | median µs | min µs | minus as given (± s.e.) |")
     print("|---|---:|---:|---:|")
     for name, median, low, paired in rows:
         print(f"| {name} | {median:.1f} | {low:.1f} | {paired} |")

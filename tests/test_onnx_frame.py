@@ -109,11 +109,17 @@ def test_int8_frame_graph_is_close_and_quantizes_the_first_layer_per_column(grap
     arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     assert not [n for n in graph.node if n.op_type in ("MatMul", "Gemm")]  # no float product
     # The first layer's input product (it reads the features): one scale per output column,
-    # 7-bit weights (no int16 saturation on AVX2), and the matrix's columns come back.
+    # 7-bit weights (no int16 saturation on AVX2), and the matrix's columns come back. The
+    # product runs with one scale (1) and a Mul by the columns' scales after it, a GRU's input
+    # bias folded into the product (an LSTM adds the recurrent product first;
+    # _column_scales_after).
     feature_width = F * (int8.lookahead + 1)
     (first,) = [n for n in graph.node if n.op_type == "DynamicQuantizeMatMul"
                 and dims.get(n.input[1], [0])[0] == feature_width]
-    levels, scale = arrays[first.input[1]], arrays[first.input[2]]
+    (columns,) = [n for n in graph.node if first.output[0] in n.input]
+    assert columns.op_type == "Mul" and arrays[first.input[2]] == 1.0
+    assert (len(first.input) == 5) == (int8.cell == "gru")
+    levels, scale = arrays[first.input[1]], arrays[columns.input[1]]
     gates, hidden = (4 if int8.cell == "lstm" else 3), int8.hidden
     assert levels.shape == (feature_width, gates * hidden) and scale.shape == (gates * hidden,)
     assert np.abs(levels).max() == COLUMN_INT8_MAX
@@ -352,3 +358,30 @@ def test_enhance_cli_precision(tmp_path, white_noise):
     err = result.stderr.decode().strip().splitlines()
     assert result.returncode != 0 and len(err) == 1 and "--precision int8" in err[0]
     assert not (tmp_path / "t.wav").exists()
+
+
+def test_frame_graphs_of_either_state_layout_run_alike(tmp_path, white_noise):
+    # Exports before 2026-12-08 stack the RNN state ([layers, B, H]); since, each layer's is an
+    # input and output of its own. Both run, through run() and a stream's bound hops, alike.
+    from speechmask.onnx_backend import _frame_step, _metadata, _traced, _write_with_metadata
+
+    model = _tiny("lstm", 1, hidden=16)
+    whole = OnnxMaskModel(export_onnx(model, StftConfig(), tmp_path / "m.onnx"))
+    new = OnnxMaskModel(export_onnx_frame(model, StftConfig(), tmp_path / "new.onnx",
+                                          int8=False))
+    meta = {**_metadata(model, StftConfig()), "speechmask_graph": "frame",
+            "speechmask_weights": "float32"}
+    old = OnnxMaskModel(_write_with_metadata(
+        _traced(_frame_step(model), model, StftConfig(), frames=1), meta, tmp_path / "old.onnx"))
+    assert [i.name for i in old.session.get_inputs()] == ["mag", "h", "c", "history"]
+    assert [i.name for i in new.session.get_inputs()] == ["mag", "h0", "h1", "c0", "c1",
+                                                          "history"]
+    mag = _frames(2, 12, seed=5)
+    (a, a_state), (b, b_state) = old(mag), new(mag)
+    assert np.array_equal(a, b) and all(np.array_equal(x, y) for x, y in
+                                        zip(a_state, b_state, strict=True))
+    assert [s.shape for s in b_state] == [s.shape for s in whole.initial_state(2)]
+    audio = 0.1 * white_noise(4000, seed=8)
+    outputs = [OnnxStreamingEnhancer(whole, frame_model=graph).enhance(audio, chunk=160)
+               for graph in (old, new)]
+    assert np.array_equal(*outputs)

@@ -199,6 +199,8 @@ def export_onnx_frame(model: MaskNet, stft_cfg: StftConfig, path: str | os.PathL
     proto = _traced(_frame_step(model), model, stft_cfg, frames=1)
     if int8:
         proto = _quantized(proto, first_rows=model.cfg.n_freqs * (model.cfg.lookahead + 1))
+        proto = _column_scales_after(proto)
+    proto = _state_per_layer(proto)
     meta = _metadata(model, stft_cfg)
     meta[META_GRAPH] = GRAPH_FRAME
     meta[META_WEIGHTS] = "int8" if int8 else "float32"
@@ -272,6 +274,111 @@ def _int8_columns(proto: Any, names: set[str]) -> Any:
             list(node.output), name=f"{node.name}_int8", domain="com.microsoft"))
     if names and not any(op.domain == "com.microsoft" for op in proto.opset_import):
         proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return proto
+
+
+def _column_scales_after(proto: Any) -> Any:
+    """``proto`` with each ``DynamicQuantizeMatMul`` of per-column weight scales rewritten as
+    one of a scalar scale (1) followed by a ``Mul`` by the column scales, the same int8 levels;
+    a bias ``Add`` right after it folds into the product's bias (divided by the scales).
+
+    The same products to the float32 rounding of the last step, for less time: onnxruntime's
+    kernel takes a slower path with a scale per column (one 514 x 1152 product, the first
+    layer's of a stream's hop: 15.2 us per column, 11.5 with one scale, 12.2 with one scale and
+    the Mul; 2-core AMD EPYC with AVX-512, 2026-12-08, runs/scan/dqmm.py)."""
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    inits = {t.name: t for t in graph.initializer}
+    for node in [n for n in graph.node if n.op_type == "DynamicQuantizeMatMul"]:
+        scale = inits.get(node.input[2])
+        if scale is None or len(scale.dims) != 1 or len(node.input) > 3:
+            continue
+        scales = numpy_helper.to_array(scale)
+        out = node.output[0]
+        users = [n for n in graph.node if out in n.input]
+        add = users[0] if len(users) == 1 and users[0].op_type == "Add" else None
+        bias = None if add is None else next(
+            (inits[i] for i in add.input if i in inits and list(inits[i].dims) == [len(scales)]),
+            None)
+        one = f"{scale.name}_one"
+        graph.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), one))
+        inputs = [node.input[0], node.input[1], one]
+        if bias is not None:
+            folded = f"{bias.name}_per_scale"
+            graph.initializer.append(numpy_helper.from_array(
+                (numpy_helper.to_array(bias) / scales).astype(np.float32), folded))
+            inputs += ["", folded]
+            graph.node.remove(add)
+            target = add.output[0]
+        else:
+            target = out
+        index = list(graph.node).index(node)
+        graph.node.remove(node)
+        graph.node.insert(index, helper.make_node("Mul", [f"{out}_levels", scale.name], [target],
+                                                  name=f"{node.name}_columns"))
+        graph.node.insert(index, helper.make_node(
+            "DynamicQuantizeMatMul", [*inputs[:3], *inputs[3:]], [f"{out}_levels"],
+            name=node.name, domain="com.microsoft"))
+    return proto
+
+
+def _state_per_layer(proto: Any) -> Any:
+    """``proto`` (a one-frame graph) with each layer's RNN state an input ``{name}{layer}`` and
+    an output ``{name}{layer}_out`` (``[B, hidden]``) instead of the stacked ``h`` (``c``)
+    ``[layers, B, hidden]``: no Gather to take a layer's state out of the stack, no
+    Unsqueeze and Concat to stack the new state, which cost a stream's hop 3.1 +- 1.2 us
+    (``python -m benchmarks.frame_graph``). Same values to the bit. :class:`OnnxMaskModel`
+    still takes and returns the stacked state (:class:`BoundFrames` binds each layer's to a
+    row of it)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = proto.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    constants = {t.name: t for t in graph.initializer}
+    stacked = [i for i in graph.input if i.name in ("h", "c")]
+    renamed: dict[str, str] = {}
+    drop: set[int] = set()
+    inputs, outputs = [], []
+    for value in stacked:
+        name = value.name
+        dims = value.type.tensor_type.shape.dim
+        batch = dims[1].dim_param or dims[1].dim_value
+        width = dims[2].dim_value
+        for node in [n for n in graph.node if n.op_type == "Gather" and n.input[0] == name]:
+            index = constants.get(node.input[1]) or producers[node.input[1]].attribute[0].t
+            layer = int(numpy_helper.to_array(index))
+            renamed[node.output[0]] = f"{name}{layer}"
+            drop.add(id(node))
+            inputs.append(helper.make_tensor_value_info(f"{name}{layer}", TensorProto.FLOAT,
+                                                        [batch, width]))
+        concat = producers[f"{name}_out"]  # Concat(Unsqueeze(layer 0), Unsqueeze(layer 1), ..)
+        drop.add(id(concat))
+        for layer, part in enumerate(concat.input):
+            unsqueeze = producers[part]
+            drop.add(id(unsqueeze))
+            renamed[unsqueeze.input[0]] = f"{name}{layer}_out"
+            outputs.append(helper.make_tensor_value_info(f"{name}{layer}_out", TensorProto.FLOAT,
+                                                         [batch, width]))
+    kept = [n for n in graph.node if id(n) not in drop]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            node.input[i] = renamed.get(name, name)
+        for i, name in enumerate(node.output):
+            node.output[i] = renamed.get(name, name)
+    del graph.node[:]
+    graph.node.extend(kept)
+    rest_in = [i for i in graph.input if i.name not in ("h", "c")]
+    inputs.sort(key=lambda v: (v.name[0] != "h", int(v.name[1:])))
+    outputs.sort(key=lambda v: (v.name[0] != "h", int(v.name[1:-4])))
+    history_in = [i for i in rest_in if i.name == "history"]
+    del graph.input[:]
+    graph.input.extend([i for i in rest_in if i.name != "history"] + inputs + history_in)
+    rest_out = [o for o in graph.output if o.name not in ("h_out", "c_out")]
+    history_out = [o for o in rest_out if o.name == "history_out"]
+    del graph.output[:]
+    graph.output.extend([o for o in rest_out if o.name != "history_out"] + outputs
+                        + history_out)
     return proto
 
 
@@ -560,10 +667,17 @@ class OnnxMaskModel:
                 f"{self.path}: speechmask metadata is damaged ({first_line(err, 120)})"
             ) from None
         self._state_in = state_names(self.cell, self.lookahead)
-        self._outputs = ["mask", *(f"{name}_out" for name in self._state_in)]
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
-        if inputs != ["mag", *self._state_in] or outputs != self._outputs:
+        # The graph's names for each part of the state: the stacked RNN state ``h`` as one
+        # input, or (one-frame graphs since 2026-12-08, _state_per_layer) one per layer.
+        per_layer = self.frame_graph and "h0" in inputs
+        self._graph_state = [[f"{name}{layer}" for layer in range(self.layers)]
+                             if per_layer and name in ("h", "c") else [name]
+                             for name in self._state_in]
+        graph_in = [name for names in self._graph_state for name in names]
+        self._outputs = ["mask", *(f"{name}_out" for name in graph_in)]
+        if inputs != ["mag", *graph_in] or outputs != self._outputs:
             raise OnnxModelError(
                 f"{self.path}: graph inputs {inputs} / outputs {outputs} do not match a "
                 f"speechmask {self.cell} model"
@@ -622,10 +736,27 @@ class OnnxMaskModel:
         faster still through :class:`BoundFrames`."""
         if self.frame_graph and mag.shape[1] > 1:  # a one-frame graph: frame by frame
             return BoundFrames(self, mag.shape[0]).run(mag, state)
-        feeds = dict(zip(self._state_in, state, strict=True))
-        feeds["mag"] = mag
-        mask, *new_state = self.session.run(self._outputs, feeds)
+        feeds = {"mag": mag}
+        for names, array in zip(self._graph_state, state, strict=True):
+            feeds.update(zip(names, array if len(names) > 1 else [array], strict=True))
+        mask, *parts = self.session.run(self._outputs, feeds)
+        new_state = []
+        for names in self._graph_state:
+            new_state.append(np.stack(parts[: len(names)]) if len(names) > 1 else parts[0])
+            parts = parts[len(names) :]
         return mask, tuple(new_state)
+
+    def bind_state(self, binding: Any, state: tuple[np.ndarray, ...], output: bool) -> None:
+        """Bind ``state`` (arrays of :meth:`initial_state`'s shapes, contiguous float32) as the
+        graph's state inputs (or its state outputs with ``output``) of the IOBinding
+        ``binding``: a per-layer graph's to each layer's row of the stacked arrays."""
+        for names, array in zip(self._graph_state, state, strict=True):
+            for name, part in zip(names, array if len(names) > 1 else [array], strict=True):
+                if output:
+                    binding.bind_output(f"{name}_out", "cpu", 0, np.float32, part.shape,
+                                        part.ctypes.data)
+                else:
+                    binding.bind_cpu_input(name, part)
 
 
 class BoundFrames:
@@ -651,12 +782,10 @@ class BoundFrames:
         for k in range(2):  # binding k reads state set k and writes set 1 - k
             binding = self.session.io_binding()
             binding.bind_cpu_input("mag", self.mag)
-            for name, array in zip(model._state_in, self.sets[k], strict=True):
-                binding.bind_cpu_input(name, array)
-            for name, array in zip(model._outputs, (self.mask, *self.sets[1 - k]),
-                                   strict=True):
-                binding.bind_output(name, "cpu", 0, np.float32, array.shape,
-                                    array.ctypes.data)
+            model.bind_state(binding, self.sets[k], output=False)
+            binding.bind_output("mask", "cpu", 0, np.float32, self.mask.shape,
+                                self.mask.ctypes.data)
+            model.bind_state(binding, self.sets[1 - k], output=True)
             self.bindings.append(binding)
         self.current = 0
 
