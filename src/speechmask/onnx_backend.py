@@ -310,6 +310,8 @@ def _column_scales_after(proto: Any) -> Any:
                 (numpy_helper.to_array(bias) / scales).astype(np.float32), folded))
             inputs += ["", folded]
             graph.node.remove(add)
+            if not any(bias.name in n.input for n in graph.node):
+                graph.initializer.remove(bias)
             target = add.output[0]
         else:
             target = out
@@ -318,7 +320,7 @@ def _column_scales_after(proto: Any) -> Any:
         graph.node.insert(index, helper.make_node("Mul", [f"{out}_levels", scale.name], [target],
                                                   name=f"{node.name}_columns"))
         graph.node.insert(index, helper.make_node(
-            "DynamicQuantizeMatMul", [*inputs[:3], *inputs[3:]], [f"{out}_levels"],
+            "DynamicQuantizeMatMul", inputs, [f"{out}_levels"],
             name=node.name, domain="com.microsoft"))
     return proto
 
