@@ -224,23 +224,10 @@ def test_stream_runs_single_frame_hops_with_int8(graphs, white_noise):
     assert np.abs(OnnxEnhancer(whole, frame_model=int8)(audio, 16000) - b).max() < 1e-5
 
 
-def test_precision_choices(tmp_path, caplog):
+def test_precision_choices(tmp_path):
+    # Missing and stale graphs: tests/test_onnx_int8.py::test_missing_or_stale_graph_beside.
     model = _tiny("gru", 1)
     whole = OnnxMaskModel(export_onnx(model, StftConfig(), tmp_path / "m.onnx"))
-    # Nothing beside it: auto streams in float32, int8 is an error naming the file and the fix.
-    assert load_frame_graph(whole, "auto") is None
-    with pytest.raises(OnnxModelError, match=r"m\.stream\.onnx: no int8 graph.*speechmask "
-                                             r"export MODEL --onnx"):
-        load_frame_graph(whole, "int8")
-    with pytest.raises(ValueError, match="precision must be one of"):
-        load_frame_graph(whole, "fp16")
-    # Beside it, the graph of other weights (a stale export): auto warns, int8 refuses.
-    export_onnx_frame(_tiny("gru", 1, seed=1), StftConfig(), frame_graph_path(whole.path))
-    with caplog.at_level(logging.WARNING):
-        assert load_frame_graph(whole, "auto") is None
-    assert "other weights" in caplog.text
-    with pytest.raises(OnnxModelError, match="other weights"):
-        load_frame_graph(whole, "int8")
     # Its own graph in float32: auto takes it, int8 does not.
     export_onnx_frame(model, StftConfig(), frame_graph_path(whole.path), int8=False)
     assert load_frame_graph(whole, "auto").weights == "float32"

@@ -3,6 +3,7 @@ float32 graph's masks within int8 rounding, chunk-independent, and loaded only w
 belongs."""
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -23,6 +24,7 @@ from speechmask.onnx_backend import (
     export_onnx_int8,
     frame_graph_path,
     int8_graph_path,
+    load_frame_graph,
     load_int8_graph,
 )
 
@@ -114,24 +116,38 @@ def test_converts_only_a_whole_float32_graph(graphs, tmp_path):
     assert not (tmp_path / "again.onnx").exists() and not (tmp_path / "f.int8.onnx").exists()
 
 
-def test_load_int8_graph_choices(tmp_path, caplog):
-    model = _tiny("gru", 1)
-    whole = OnnxMaskModel(export_onnx(model, StftConfig(), tmp_path / "m.onnx"))
+def _write_frame_graph(model: MaskNet, whole: Path) -> None:
+    export_onnx_frame(model, StftConfig(), frame_graph_path(whole))
+
+
+def _write_int8_graph(model: MaskNet, whole: Path) -> None:
+    export_onnx_int8(export_onnx(model, StftConfig(), whole.with_name("other.onnx")),
+                     int8_graph_path(whole))
+
+
+@pytest.mark.parametrize("load, suffix, write", [
+    (load_frame_graph, "stream", _write_frame_graph), (load_int8_graph, "int8", _write_int8_graph)])
+def test_missing_or_stale_graph_beside(tmp_path, caplog, load, suffix, write):
+    whole = OnnxMaskModel(export_onnx(_tiny("gru", 1), StftConfig(), tmp_path / "m.onnx"))
     # Nothing beside it: auto runs float32, int8 is an error naming the file and the fix.
-    assert load_int8_graph(whole, "auto") is None
-    with pytest.raises(OnnxModelError, match=r"m\.int8\.onnx: no int8 graph.*speechmask "
+    assert load(whole, "auto") is None
+    with pytest.raises(OnnxModelError, match=rf"m\.{suffix}\.onnx: no int8 graph.*speechmask "
                                              r"export MODEL --onnx"):
-        load_int8_graph(whole, "int8")
+        load(whole, "int8")
     with pytest.raises(ValueError, match="precision must be one of"):
-        load_int8_graph(whole, "fp16")
+        load(whole, "fp16")
     # Beside it, the graph of other weights (a stale export): auto warns, int8 refuses.
-    other = export_onnx(_tiny("gru", 1, seed=1), StftConfig(), tmp_path / "other.onnx")
-    export_onnx_int8(other, int8_graph_path(whole.path))
+    write(_tiny("gru", 1, seed=1), whole.path)
     with caplog.at_level(logging.WARNING):
-        assert load_int8_graph(whole, "auto") is None
+        assert load(whole, "auto") is None
     assert "other weights" in caplog.text
     with pytest.raises(OnnxModelError, match="other weights"):
-        load_int8_graph(whole, "int8")
+        load(whole, "int8")
+
+
+def test_load_int8_graph_choices(tmp_path):
+    model = _tiny("gru", 1)
+    whole = OnnxMaskModel(export_onnx(model, StftConfig(), tmp_path / "m.onnx"))
     # A one-frame graph where the whole one belongs: not taken either.
     export_onnx_frame(model, StftConfig(), int8_graph_path(whole.path))
     with pytest.raises(OnnxModelError, match="not the whole int8 graph"):
@@ -168,8 +184,6 @@ def test_enhancers_run_the_int8_graph(tmp_path, white_noise):
 
 
 def test_shipped_int8_graph_belongs_to_the_shipped_model():
-    from pathlib import Path
-
     from speechmask.audio import read_audio
     from speechmask.metrics import si_sdr_db
 
