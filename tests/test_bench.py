@@ -59,16 +59,19 @@ def test_measure_rtf_and_hops_on_a_real_model(tiny_models, backend):
     assert table.count(f"| {backend} |") == 3 and "p99 ms" in table
 
 
-def test_onnx_streaming_rows_name_the_int8_graph(tiny_models, tmp_path):
+def test_onnx_rows_name_the_int8_graphs(tiny_models, tmp_path):
     import shutil
 
     from speechmask.checkpoint import load_model
-    from speechmask.onnx_backend import export_onnx_frame, frame_graph_path
+    from speechmask.onnx_backend import export_onnx_frame, export_onnx_int8, frame_graph_path
 
     onnx_model = shutil.copy(tiny_models[1], tmp_path / "m.onnx")
     export_onnx_frame(*load_model(tiny_models[0])[:2], frame_graph_path(onnx_model))
     rows = measure_rtf(bench_signal(0.5), ["onnx"], [1], onnx_model)
     assert [r.path for r in rows] == ["offline", "streaming (int8)"]
+    export_onnx_int8(onnx_model)  # and the whole graph with int8 recurrences
+    rows = measure_rtf(bench_signal(0.5), ["onnx"], [1], onnx_model)
+    assert [r.path for r in rows] == ["offline", "offline (int8)", "streaming (int8)"]
     (hop,) = measure_hops(bench_signal(0.5), ["onnx"], onnx_model)
     assert hop.backend == "onnx (int8)"
 

@@ -35,9 +35,9 @@ F = 257
 
 
 def _tiny(cell: str, lookahead: int, seed: int = 0, hidden: int = 24,
-          df_bins: int = 0) -> MaskNet:
+          df_bins: int = 0, layers: int = 2) -> MaskNet:
     torch.manual_seed(seed)
-    model = MaskNet(ModelConfig(cell=cell, hidden=hidden, layers=2, n_freqs=F,
+    model = MaskNet(ModelConfig(cell=cell, hidden=hidden, layers=layers, n_freqs=F,
                                 lookahead=lookahead, df_bins=df_bins))
     model.set_normalization(torch.randn(F) - 8.0, torch.rand(F) * 3.0 + 1.0)
     if df_bins:  # random coefficients instead of a new filter's zeros
@@ -347,12 +347,13 @@ def test_enhance_cli_precision(tmp_path, white_noise):
     assert not (tmp_path / "t.wav").exists()
 
 
-def test_frame_graphs_of_either_state_layout_run_alike(tmp_path, white_noise):
+@pytest.mark.parametrize("cell, layers", [("lstm", 2), ("gru", 1)])
+def test_frame_graphs_of_either_state_layout_run_alike(tmp_path, white_noise, cell, layers):
     # Exports before 2026-12-08 stack the RNN state ([layers, B, H]); since, each layer's is an
     # input and output of its own. Both run, through run() and a stream's bound hops, alike.
     from speechmask.onnx_backend import _frame_step, _metadata, _traced, _write_with_metadata
 
-    model = _tiny("lstm", 1, hidden=16)
+    model = _tiny(cell, 1, hidden=16, layers=layers)
     whole = OnnxMaskModel(export_onnx(model, StftConfig(), tmp_path / "m.onnx"))
     new = OnnxMaskModel(export_onnx_frame(model, StftConfig(), tmp_path / "new.onnx",
                                           int8=False))
@@ -360,9 +361,10 @@ def test_frame_graphs_of_either_state_layout_run_alike(tmp_path, white_noise):
             "speechmask_weights": "float32"}
     old = OnnxMaskModel(_write_with_metadata(
         _traced(_frame_step(model), model, StftConfig(), frames=1), meta, tmp_path / "old.onnx"))
-    assert [i.name for i in old.session.get_inputs()] == ["mag", "h", "c", "history"]
-    assert [i.name for i in new.session.get_inputs()] == ["mag", "h0", "h1", "c0", "c1",
-                                                          "history"]
+    rnn = ["h", "c"] if cell == "lstm" else ["h"]
+    assert [i.name for i in old.session.get_inputs()] == ["mag", *rnn, "history"]
+    assert [i.name for i in new.session.get_inputs()] == [
+        "mag", *(f"{name}{layer}" for name in rnn for layer in range(layers)), "history"]
     mag = _frames(2, 12, seed=5)
     (a, a_state), (b, b_state) = old(mag), new(mag)
     assert np.array_equal(a, b) and all(np.array_equal(x, y) for x, y in

@@ -136,11 +136,12 @@ def _set_torch_threads(threads: int) -> None:
 
 
 def _enhancers(backend: str, model: str | os.PathLike | None, threads: int
-               ) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray],
-                          str]:
-    """(offline, streaming) callables for ``backend`` on ``threads`` threads, and the name of
-    the streaming path: "streaming (int8)" where ONNX streams with the model's int8 graph, as
-    ``speechmask stream`` does."""
+               ) -> list[tuple[str, Callable[[np.ndarray], np.ndarray]]]:
+    """``[(path, callable)]`` for ``backend`` on ``threads`` threads: "offline", then, where
+    the ONNX model has its graph with int8 recurrences, "offline (int8)" (``enhance
+    --precision int8``), then "streaming", named "streaming (int8)" where ONNX streams with
+    the model's int8 one-frame graph, as ``speechmask stream`` does."""
+    paths = []
     stream_path = "streaming"
     if backend == "torch":
         from .enhance import Enhancer
@@ -148,10 +149,15 @@ def _enhancers(backend: str, model: str | os.PathLike | None, threads: int
 
         _set_torch_threads(threads)
         offline, stream = Enhancer.load(model), StreamingEnhancer.load(model)
+        paths.append(("offline", offline))
     elif backend == "onnx":
         from .onnx_backend import OnnxEnhancer, OnnxStreamingEnhancer
 
         offline = OnnxEnhancer.load(model, threads=threads)
+        paths.append(("offline", offline))
+        int8 = OnnxEnhancer.load(model, threads=threads, precision="auto")
+        if int8.model is not offline.model and int8.model.weights == "int8":
+            paths.append(("offline (int8)", int8))
         stream = OnnxStreamingEnhancer.load(model, threads=threads)
         if stream.frame_model is not None:
             stream_path = f"streaming ({stream.frame_model.weights})"
@@ -162,7 +168,8 @@ def _enhancers(backend: str, model: str | os.PathLike | None, threads: int
         stream.reset()
         return stream.enhance(audio, STREAM_CHUNK)
 
-    return (lambda audio: offline(audio, MODEL_RATE)), run_stream, stream_path
+    return [(path, lambda audio, enhancer=enhancer: enhancer(audio, MODEL_RATE))
+            for path, enhancer in paths] + [(stream_path, run_stream)]
 
 
 def measure_rtf(audio: np.ndarray, backends: Sequence[str], threads: Sequence[int],
@@ -176,8 +183,7 @@ def measure_rtf(audio: np.ndarray, backends: Sequence[str], threads: Sequence[in
     with _torch_threads_restored(backends):
         for backend in backends:
             for n_threads in threads:
-                offline, streaming, stream_path = _enhancers(backend, model, n_threads)
-                for path, fn in (("offline", offline), (stream_path, streaming)):
+                for path, fn in _enhancers(backend, model, n_threads):
                     fn(audio[:MODEL_RATE])  # warm-up: first-call allocations, lazy init
                     w0, c0 = time.perf_counter(), time.process_time()
                     fn(audio)

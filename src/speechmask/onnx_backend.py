@@ -677,6 +677,9 @@ class OnnxMaskModel:
         self._graph_state = [[f"{name}{layer}" for layer in range(self.layers)]
                              if per_layer and name in ("h", "c") else [name]
                              for name in self._state_in]
+        # Which parts of the state the graph takes per layer (split along the first axis).
+        self._split = [names != [name] for names, name in zip(self._graph_state,
+                                                                self._state_in, strict=True)]
         graph_in = [name for names in self._graph_state for name in names]
         self._outputs = ["mask", *(f"{name}_out" for name in graph_in)]
         if inputs != ["mag", *graph_in] or outputs != self._outputs:
@@ -739,12 +742,12 @@ class OnnxMaskModel:
         if self.frame_graph and mag.shape[1] > 1:  # a one-frame graph: frame by frame
             return BoundFrames(self, mag.shape[0]).run(mag, state)
         feeds = {"mag": mag}
-        for names, array in zip(self._graph_state, state, strict=True):
-            feeds.update(zip(names, array if len(names) > 1 else [array], strict=True))
+        for names, split, array in zip(self._graph_state, self._split, state, strict=True):
+            feeds.update(zip(names, array if split else [array], strict=True))
         mask, *parts = self.session.run(self._outputs, feeds)
         new_state = []
-        for names in self._graph_state:
-            new_state.append(np.stack(parts[: len(names)]) if len(names) > 1 else parts[0])
+        for names, split in zip(self._graph_state, self._split, strict=True):
+            new_state.append(np.stack(parts[: len(names)]) if split else parts[0])
             parts = parts[len(names) :]
         return mask, tuple(new_state)
 
@@ -752,8 +755,8 @@ class OnnxMaskModel:
         """Bind ``state`` (arrays of :meth:`initial_state`'s shapes, contiguous float32) as the
         graph's state inputs (or its state outputs with ``output``) of the IOBinding
         ``binding``: a per-layer graph's to each layer's row of the stacked arrays."""
-        for names, array in zip(self._graph_state, state, strict=True):
-            for name, part in zip(names, array if len(names) > 1 else [array], strict=True):
+        for names, split, array in zip(self._graph_state, self._split, state, strict=True):
+            for name, part in zip(names, array if split else [array], strict=True):
                 if output:
                     binding.bind_output(f"{name}_out", "cpu", 0, np.float32, part.shape,
                                         part.ctypes.data)
