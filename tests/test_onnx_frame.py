@@ -328,9 +328,11 @@ def test_enhance_cli_precision(tmp_path, white_noise):
 
     audio = 0.1 * white_noise(16000, seed=6)
     sf.write(tmp_path / "in.wav", audio, 16000, subtype="FLOAT")
-    # Default: the whole float32 graph; int8: model.int8.onnx, as the Python API gives.
-    for precision, enhancer in ((None, OnnxEnhancer.load()),
-                                ("int8", OnnxEnhancer.load(precision="int8"))):
+    # Default (auto): the shipped model.int8.onnx, as int8 gives; float32: the whole float32
+    # graph, as the Python API gives by default.
+    for precision, enhancer in ((None, OnnxEnhancer.load(precision="int8")),
+                                ("int8", OnnxEnhancer.load(precision="int8")),
+                                ("float32", OnnxEnhancer.load())):
         out = tmp_path / f"{precision}.wav"
         extra = ("--precision", precision) if precision else ()
         result = _enhance_cli(str(tmp_path / "in.wav"), "-o", str(out), "--subtype", "FLOAT",
@@ -338,7 +340,7 @@ def test_enhance_cli_precision(tmp_path, white_noise):
         assert result.returncode == 0, result.stderr.decode()
         assert np.abs(read_audio(out)[0][0] - enhancer(audio, 16000)).max() < 1e-6
     assert not np.array_equal(read_audio(tmp_path / "None.wav")[0],
-                              read_audio(tmp_path / "int8.wav")[0])
+                              read_audio(tmp_path / "float32.wav")[0])
     # int8 with torch: one line naming the flag, and no output written.
     result = _enhance_cli(str(tmp_path / "in.wav"), "-o", str(tmp_path / "t.wav"),
                           "--backend", "torch", "--precision", "int8")

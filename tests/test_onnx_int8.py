@@ -13,6 +13,7 @@ import torch
 from speechmask.features import StftConfig
 from speechmask.model import MaskNet, ModelConfig
 from speechmask.onnx_backend import (
+    COLUMN_INT8_MAX,
     META_DIGEST,
     OnnxEnhancer,
     OnnxMaskModel,
@@ -65,8 +66,10 @@ def test_only_the_recurrent_products_are_int8(graphs):
     assert "GRU" not in nodes and "LSTM" not in nodes and nodes.count("Scan") == whole.layers
     # Each layer's step multiplies its state by the layer's recurrent matrix, stored int8.
     gates = 4 if whole.cell == "lstm" else 3
-    stored = [list(t.dims) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
-    assert stored == [[whole.hidden, gates * whole.hidden]] * whole.layers
+    stored = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert [list(t.dims) for t in stored] == [[whole.hidden, gates * whole.hidden]] * whole.layers
+    # 7 bits, each matrix's range used: no int16 saturation on AVX2 (COLUMN_INT8_MAX).
+    assert all(np.abs(onnx.numpy_helper.to_array(t)).max() == COLUMN_INT8_MAX for t in stored)
     for scan in (n for n in graph.node if n.op_type == "Scan"):
         body = [n.op_type for n in onnx.helper.get_attribute_value(scan.attribute[0]).node]
         assert body.count("DynamicQuantizeMatMul") == 1 and "MatMul" not in body
@@ -85,8 +88,9 @@ def test_masks_within_int8_rounding_of_float32(graphs, seed):
     # A tiny model's masks move by at most ~3e-4 (measured); an int8 step off by one level
     # of a 32-wide state moves them ~1e-3.
     assert 0 < np.abs(got - want).max() < 5e-3
-    for a, b in zip(want_state, got_state, strict=True):
-        assert a.shape == b.shape and np.abs(a - b).max() < 2e-2
+    for a, b in zip(want_state, got_state, strict=True):  # an LSTM's c grows past 30 here
+        assert a.shape == b.shape
+        np.testing.assert_allclose(b, a, rtol=5e-3, atol=2e-2)
     np.testing.assert_allclose(int8.offline(mag), whole.offline(mag), atol=5e-3)
 
 

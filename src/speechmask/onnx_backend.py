@@ -419,7 +419,9 @@ def _int8_recurrences(proto: Any) -> Any:
     torch exports ``nn.GRU``/``nn.LSTM``) replaced by a float32 input product over all frames
     and a ``Scan`` over the frames whose step multiplies the state by the recurrent weights in
     int8 (``DynamicQuantizeMatMul``: the state quantized per step, uint8 with one scale; the
-    matrix once, symmetric, one scale, as :func:`_quantized` stores the frame graph's)."""
+    matrix once, symmetric, one scale per column, in 7 bits (within +-:data:`COLUMN_INT8_MAX`):
+    whatever the CPU, no pair of products can saturate the int16 sums of AVX2's vpmaddubsw,
+    which the frame graph's full-range recurrent matrices could on a CPU without VNNI)."""
     from onnx import helper, numpy_helper
 
     inits = {t.name: t for t in proto.graph.initializer}
@@ -444,15 +446,19 @@ def _int8_recurrences(proto: Any) -> Any:
         w_mat = numpy_helper.to_array(inits[w])[0]  # [gates * H, K]
         r_mat = numpy_helper.to_array(inits[r])[0].T  # [H, gates * H]
         bias = numpy_helper.to_array(inits[b])[0]  # [2 * gates * H]: input's, then recurrent
-        peak = float(np.abs(r_mat).max())
-        scale = np.float32(peak / 127 if peak > 0 else 1.0)
+        peak = np.abs(r_mat).max(axis=0)
+        scale = np.where(peak > 0, peak / COLUMN_INT8_MAX, 1.0).astype(np.float32)  # [gates H]
         added += [
             numpy_helper.from_array(np.ascontiguousarray(w_mat.T), f"{p}_w"),
             numpy_helper.from_array(bias[: gates * hidden].copy(), f"{p}_wb"),
-            numpy_helper.from_array(np.clip(np.round(r_mat / scale), -127, 127)
+            numpy_helper.from_array(np.clip(np.round(r_mat / scale), -COLUMN_INT8_MAX,
+                                            COLUMN_INT8_MAX)
                                     .astype(np.int8), f"{p}_r"),
-            numpy_helper.from_array(np.array(scale, np.float32), f"{p}_rs"),
-            numpy_helper.from_array(bias[gates * hidden :].copy(), f"{p}_rb"),
+            numpy_helper.from_array(np.array(1.0, np.float32), f"{p}_one"),
+            numpy_helper.from_array(scale, f"{p}_rs"),
+            # The recurrent bias, added inside the product before the column scales.
+            numpy_helper.from_array((bias[gates * hidden :] / scale).astype(np.float32),
+                                    f"{p}_rb"),
             numpy_helper.from_array(np.array([0], np.int64), f"{p}_axis0"),
             numpy_helper.from_array(np.array([1], np.int64), f"{p}_axis1"),
         ]
@@ -504,12 +510,14 @@ def _int8_step(p: str, hidden: int, lstm: bool) -> Any:
     def tensor(name: str, width: int) -> Any:
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, width])
 
-    product = helper.make_node("DynamicQuantizeMatMul",
-                               ["h", f"{p}_r", f"{p}_rs", "", f"{p}_rb"], ["g"],
-                               domain="com.microsoft")
+    # One weight scale per column, applied after the product (_column_scales_after says why).
+    product = [helper.make_node("DynamicQuantizeMatMul",
+                                ["h", f"{p}_r", f"{p}_one", "", f"{p}_rb"], ["levels"],
+                                domain="com.microsoft"),
+               helper.make_node("Mul", ["levels", f"{p}_rs"], ["g"])]
     if lstm:
         steps = [
-            product,
+            *product,
             helper.make_node("Add", ["x", "g"], ["a"]),
             helper.make_node("Split", ["a", f"{p}_iof_c"], ["a_iof", "a_c"], axis=-1),
             helper.make_node("Sigmoid", ["a_iof"], ["s"]),
@@ -525,7 +533,7 @@ def _int8_step(p: str, hidden: int, lstm: bool) -> Any:
         outputs = [tensor("h_new", hidden), tensor("c_new", hidden)]
     else:  # torch's GRU (linear_before_reset): n = tanh(x_n + r * (h R_n + b_n))
         steps = [
-            product,
+            *product,
             helper.make_node("Split", ["g", f"{p}_zr_n"], ["g_zr", "g_n"], axis=-1),
             helper.make_node("Add", ["x_zr", "g_zr"], ["a"]),
             helper.make_node("Sigmoid", ["a"], ["s"]),
