@@ -58,8 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     en.add_argument("--precision", choices=("auto", "int8", "float32"), default="auto",
                     help="ONNX backend: auto (default): the model's graph with int8 recurrent "
                     "products where it has one beside it (model.int8.onnx: shipped; written "
-                    "by `speechmask export --onnx`), else float32; 0.7x float32's CPU, its "
-                    "output within 0.005 dB SI-SDR on every set (docs/benchmark.md). int8 "
+                    "by `speechmask export --onnx`), else float32; 0.72-0.76x float32's CPU, "
+                    "within 0.01 dB SI-SDR and 0.002 PESQ-WB of it on noisy speech "
+                    "(docs/benchmark.md). int8 "
                     "insists on that graph; float32: the whole float32 graph, the output "
                     "torch gives")
     en.add_argument("--threads", type=int, default=None,
