@@ -30,6 +30,16 @@ def engine():
     return Engine()  # the shipped model, onnxruntime
 
 
+def test_files_run_what_enhance_runs(engine):
+    # The shipped model's graph with int8 recurrences, as `speechmask enhance` by default.
+    from speechmask.onnx_backend import OnnxEnhancer
+
+    audio = noisy(16000, 1.0, 1)[:, 0]
+    assert engine.enhancer().model.weights == "int8"
+    np.testing.assert_array_equal(engine.enhancer()(audio, 16000),
+                                  OnnxEnhancer.load(precision="auto")(audio, 16000))
+
+
 @pytest.fixture
 def spool(tmp_path):
     folder = tmp_path / "spool"

@@ -162,11 +162,18 @@ class Engine:
         if model is not None and not Path(model).is_file():
             raise ServeError(f"{model}: model file not found")
         if self.backend == "onnx":
-            from .onnx_backend import OnnxMaskModel, default_onnx_path, load_frame_graph
+            from .onnx_backend import (
+                OnnxMaskModel,
+                default_onnx_path,
+                load_frame_graph,
+                load_int8_graph,
+            )
 
             self._onnx = OnnxMaskModel(model or default_onnx_path(), threads=1)
-            # Live sessions run their 16 ms hops with the int8 graph where there is one.
+            # Live sessions run their 16 ms hops with the int8 graph where there is one, and
+            # files the graph with int8 recurrences where there is one, as `enhance` does.
             self._frame = load_frame_graph(self._onnx, "auto")
+            self._files = load_int8_graph(self._onnx, "auto") or self._onnx
         else:
             try:
                 import torch  # noqa: F401
@@ -187,7 +194,7 @@ class Engine:
         if self.backend == "onnx":
             from .onnx_backend import OnnxEnhancer
 
-            return OnnxEnhancer(self._onnx, strength)
+            return OnnxEnhancer(self._files, strength)
         from .enhance import Enhancer
 
         return Enhancer(self._model, self._stft, strength)
