@@ -57,6 +57,7 @@ def test_enhance_good_files_keep_rate_channels_length(capsys, tmp_path, model_pa
     info, orig = sf.info(out), sf.info(src)
     assert (info.samplerate, info.channels, info.frames) == (rate, channels, orig.frames)
     assert "1 file(s) enhanced" in stdout and "real-time factor" in stdout
+    assert stdout.rstrip().endswith("with torch")  # a .pt model runs with torch
     assert src.read_bytes() == before
     if name == "silence.wav":
         assert not np.any(sf.read(out)[0])

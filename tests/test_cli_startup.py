@@ -45,10 +45,14 @@ def test_info_reads_the_shipped_onnx():
 
 def test_enhance_with_the_shipped_model_runs_onnx_without_torch(tmp_path):
     """Item 5: the faster backend (onnxruntime) is the default for the shipped model."""
-    result = _run_without_importing_torch("-q", "enhance", str(SAMPLE), "-o",
-                                          str(tmp_path / "o.wav"))
+    result = _run_without_importing_torch("enhance", str(SAMPLE), "-o", str(tmp_path / "o.wav"))
     assert result.returncode == 0, (result.returncode, result.stderr)
     assert (tmp_path / "o.wav").is_file()
+    # By default the graph with int8 recurrences runs the file, and the summary says so.
+    assert "with model.int8.onnx (ONNX, int8 recurrences)" in result.stdout
+    result = _run_without_importing_torch("enhance", str(SAMPLE), "-o", str(tmp_path / "f.wav"),
+                                          "--precision", "float32")
+    assert "with model.onnx (ONNX, float32)" in result.stdout
 
 
 def test_threads_default_and_omp_num_threads(monkeypatch):

@@ -99,6 +99,16 @@ def _enhance_in_worker(src: Path, dst: Path, subtype: str | None = None,
         return None, str(err)
 
 
+def _what_ran(enhancer: object) -> str:
+    """What ran the files: the ONNX graph's file name and weights, or torch."""
+    model = getattr(enhancer, "model", None)
+    weights = getattr(model, "weights", None)
+    if weights is None:
+        return "torch"
+    kind = "int8 recurrences" if weights == "int8" and not model.frame_graph else weights
+    return f"{model.path.name} (ONNX, {kind})"
+
+
 def _write_report(path: Path, rows: list[dict]) -> None:
     """``--report``: one row per input (CSV, or JSON for a .json name), written atomically."""
     import csv
@@ -206,9 +216,9 @@ def run(args: argparse.Namespace) -> int:
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         # Fail fast, once, on a bad model or device.
-        load_enhancer(args.model, args.strength, args.backend, threads=1, device=args.device,
-                      prefer_onnx=True, atten_lim_db=args.atten_lim_db,
-                      precision=args.precision)
+        enhancer = load_enhancer(args.model, args.strength, args.backend, threads=1,
+                                 device=args.device, prefer_onnx=True,
+                                 atten_lim_db=args.atten_lim_db, precision=args.precision)
         # spawn, not fork: a forked child of a process that has run torch can hang in OpenMP.
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_init_worker,
@@ -225,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     summary = f"{done} file(s) enhanced, {skipped} skipped, {failed} failed"
     if seconds:  # nothing enhanced (all skipped or failed): no speed to report
         summary += (f"; {seconds / 3600:.4f} h of audio in {wall:.1f} s (real-time factor "
-                    f"{wall / seconds:.4f})")
+                    f"{wall / seconds:.4f}) with {_what_ran(enhancer)}")
     print(summary)
     if args.report:
         _write_report(Path(args.report), list(rows.values()))
