@@ -235,6 +235,10 @@ def run(args: argparse.Namespace) -> int:
             result = train(cfg, out, corpus=Corpus(args.corpus), resume=args.resume,
                            init_model=init_model, init_history=init_history,
                            progress=not args.quiet, dist=ctx)
+        # Every rank done with its last collective before any leaves the group: a rank torn
+        # down while another still had gloo work in flight aborted once in CI ("terminate
+        # called without an active exception", 2026-12-08, test_distributed).
+        distributed.barrier(ctx)
     except distributed.MainRankFailed:
         return EXIT_ERROR  # rank 0 has reported the error
     finally:
