@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import gc
 import io
 import logging
 import math
@@ -899,6 +900,12 @@ def train_on(
             if dist.is_main:
                 log.info("stopped after epoch %d by on_epoch", epoch + 1)
             break
+    if net is not model:
+        # The DDP wrapper (its reducer holds the process group) is freed now, not by a later
+        # garbage collection after the group is destroyed or at interpreter exit, where a
+        # gloo rank aborted twice in CI ("terminate called without an active exception").
+        del net
+        gc.collect()
     return run_summary(run, state, scored)
 
 
