@@ -151,13 +151,13 @@ def _enhancers(backend: str, model: str | os.PathLike | None, threads: int
         offline, stream = Enhancer.load(model), StreamingEnhancer.load(model)
         paths.append(("offline", offline))
     elif backend == "onnx":
-        from .onnx_backend import OnnxEnhancer, OnnxStreamingEnhancer
+        from .onnx_backend import OnnxEnhancer, OnnxStreamingEnhancer, load_int8_graph
 
         offline = OnnxEnhancer.load(model, threads=threads)
         paths.append(("offline", offline))
-        int8 = OnnxEnhancer.load(model, threads=threads, precision="auto")
-        if int8.model is not offline.model and int8.model.weights == "int8":
-            paths.append(("offline (int8)", int8))
+        int8 = load_int8_graph(offline.model, "auto", threads)  # the model's own, loaded once
+        if int8 is not None:
+            paths.append(("offline (int8)", OnnxEnhancer(int8)))
         stream = OnnxStreamingEnhancer.load(model, threads=threads)
         if stream.frame_model is not None:
             stream_path = f"streaming ({stream.frame_model.weights})"

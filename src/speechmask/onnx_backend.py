@@ -248,6 +248,15 @@ def _quantized(proto: Any, first_rows: int) -> Any:
 COLUMN_INT8_MAX = 63
 
 
+def _column_int8(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``matrix: [K, N]`` float32 -> (int8 levels ``[K, N]`` within +-:data:`COLUMN_INT8_MAX`,
+    float32 scales ``[N]``, one per column; 1 for an all-zero column)."""
+    peak = np.abs(matrix).max(axis=0)
+    scale = np.where(peak > 0, peak / COLUMN_INT8_MAX, 1.0).astype(np.float32)
+    levels = np.clip(np.round(matrix / scale), -COLUMN_INT8_MAX, COLUMN_INT8_MAX)
+    return levels.astype(np.int8), scale
+
+
 def _int8_columns(proto: Any, names: set[str]) -> Any:
     """``proto`` with the MatMul nodes ``names`` (input times a constant ``[K, N]`` matrix)
     replaced by onnxruntime's ``DynamicQuantizeMatMul``: the input quantized per frame as it
@@ -259,14 +268,12 @@ def _int8_columns(proto: Any, names: set[str]) -> Any:
     for index, node in enumerate(list(proto.graph.node)):
         if node.name not in names:
             continue
-        matrix = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)  # [K, N]
-        peak = np.abs(matrix).max(axis=0)
-        scale = np.where(peak > 0, peak / COLUMN_INT8_MAX, 1.0).astype(np.float32)  # [N]
-        levels = np.clip(np.round(matrix / scale), -COLUMN_INT8_MAX, COLUMN_INT8_MAX)
+        levels, scale = _column_int8(
+            numpy_helper.to_array(inits[node.input[1]]).astype(np.float32))  # [K, N], [N]
         name = node.input[1]
         proto.graph.initializer.remove(inits[name])
         proto.graph.initializer.extend([
-            numpy_helper.from_array(levels.astype(np.int8), f"{name}_int8"),
+            numpy_helper.from_array(levels, f"{name}_int8"),
             numpy_helper.from_array(scale, f"{name}_scale")])
         proto.graph.node.remove(node)
         proto.graph.node.insert(index, helper.make_node(
@@ -448,14 +455,11 @@ def _int8_recurrences(proto: Any) -> Any:
         w_mat = numpy_helper.to_array(inits[w])[0]  # [gates * H, K]
         r_mat = numpy_helper.to_array(inits[r])[0].T  # [H, gates * H]
         bias = numpy_helper.to_array(inits[b])[0]  # [2 * gates * H]: input's, then recurrent
-        peak = np.abs(r_mat).max(axis=0)
-        scale = np.where(peak > 0, peak / COLUMN_INT8_MAX, 1.0).astype(np.float32)  # [gates H]
+        levels, scale = _column_int8(r_mat)  # [H, gates H], [gates H]
         added += [
             numpy_helper.from_array(np.ascontiguousarray(w_mat.T), f"{p}_w"),
             numpy_helper.from_array(bias[: gates * hidden].copy(), f"{p}_wb"),
-            numpy_helper.from_array(np.clip(np.round(r_mat / scale), -COLUMN_INT8_MAX,
-                                            COLUMN_INT8_MAX)
-                                    .astype(np.int8), f"{p}_r"),
+            numpy_helper.from_array(levels, f"{p}_r"),
             numpy_helper.from_array(np.array(1.0, np.float32), f"{p}_one"),
             numpy_helper.from_array(scale, f"{p}_rs"),
             # The recurrent bias, added inside the product before the column scales.
